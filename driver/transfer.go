@@ -1,0 +1,190 @@
+package driver
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+)
+
+// GetHandle opens a file for RETR (O_RDONLY), STOR (O_CREATE|O_TRUNC), REST+STOR
+// (offset > 0) or APPE (O_APPEND). ftpserverlib seeks to offset itself.
+//
+// A fresh STOR writes to a hidden temporary name in the same directory and
+// renames it over the target only when the transfer completed, so an aborted
+// upload never damages the previous file. Resumed uploads (REST, APPE) write in
+// place: their point is to keep what already arrived.
+func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTransfer, error) {
+	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
+		return f.download(name, offset)
+	}
+	r, err := f.writable("upload", name)
+	if err != nil {
+		return nil, err
+	}
+	if r == "." {
+		return nil, &fs.PathError{Op: "upload", Path: name, Err: errors.New("is a directory")}
+	}
+	if flags&os.O_APPEND != 0 || offset > 0 {
+		return f.resume(name, r, flags, offset)
+	}
+	return f.replace(name, r)
+}
+
+func (f *FS) download(name string, offset int64) (ftpserver.FileTransfer, error) {
+	r, err := rel(name)
+	if err != nil {
+		return nil, err
+	}
+	file, err := f.root.Open(r)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := file.Stat(); err != nil || fi.IsDir() {
+		file.Close()
+		if err == nil {
+			err = &fs.PathError{Op: "retr", Path: name, Err: errors.New("is a directory")}
+		}
+		return nil, err
+	}
+	return &transfer{File: file, fs: f, path: name, dir: "download", offset: offset, start: time.Now()}, nil
+}
+
+func (f *FS) resume(name, r string, flags int, offset int64) (ftpserver.FileTransfer, error) {
+	file, err := f.root.OpenFile(r, flags&(os.O_WRONLY|os.O_APPEND|os.O_CREATE), 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if flags&os.O_APPEND == 0 {
+		// The resumed part replaces whatever followed offset.
+		if err := file.Truncate(offset); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("truncate %s at %d: %w", name, offset, err)
+		}
+	}
+	return &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now()}, nil
+}
+
+func (f *FS) replace(name, r string) (ftpserver.FileTransfer, error) {
+	mode := os.FileMode(0o644)
+	if fi, err := f.root.Stat(r); err == nil {
+		if fi.IsDir() {
+			return nil, &fs.PathError{Op: "upload", Path: name, Err: errors.New("is a directory")}
+		}
+		mode = fi.Mode().Perm()
+	}
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	tmp := path.Join(path.Dir(r), partPrefix+hex.EncodeToString(rnd[:])+"-"+path.Base(r))
+	file, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return nil, err
+	}
+	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r}, nil
+}
+
+// transfer is one open RETR/STOR/APPE handle; it counts bytes, decides the
+// fate of a replacing upload at Close, and logs the transfer.
+type transfer struct {
+	*os.File
+	fs     *FS
+	path   string
+	dir    string
+	offset int64
+	start  time.Time
+	bytes  int64
+	failed error
+	// tmp and final are set for replacing uploads.
+	tmp, final string
+}
+
+var _ ftpserver.FileTransferError = (*transfer)(nil)
+
+func (t *transfer) Read(p []byte) (int, error) {
+	n, err := t.File.Read(p)
+	t.bytes += int64(n)
+	return n, err
+}
+
+func (t *transfer) Write(p []byte) (int, error) {
+	n, err := t.File.Write(p)
+	t.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom and WriteTo keep *os.File's fast paths (io.Copy prefers them) while counting.
+func (t *transfer) ReadFrom(r io.Reader) (int64, error) {
+	n, err := t.File.ReadFrom(r)
+	t.bytes += n
+	return n, err
+}
+
+func (t *transfer) WriteTo(w io.Writer) (int64, error) {
+	n, err := t.File.WriteTo(w)
+	t.bytes += n
+	return n, err
+}
+
+// TransferError records that the data stream did not end cleanly.
+func (t *transfer) TransferError(err error) {
+	if t.failed == nil {
+		t.failed = err
+	}
+}
+
+// Close finishes the transfer: a replacing upload is synced and renamed into
+// place only if nothing went wrong, otherwise removed.
+func (t *transfer) Close() error {
+	if t.dir == "upload" && t.failed == nil && t.fs.opts.UploadComplete != nil {
+		t.failed = t.fs.opts.UploadComplete()
+	}
+	var err error
+	if t.tmp != "" && t.failed == nil {
+		err = t.File.Sync()
+	}
+	if cerr := t.File.Close(); err == nil {
+		err = cerr
+	}
+	if t.tmp != "" {
+		if t.failed == nil && err == nil {
+			err = t.fs.root.Rename(t.tmp, t.final)
+		}
+		if t.failed != nil || err != nil {
+			if rerr := t.fs.root.Remove(t.tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				t.fs.opts.Logger.Warn("remove aborted upload", "tmp", t.tmp, "err", rerr)
+			}
+		}
+	}
+	result := "ok"
+	switch {
+	case t.failed != nil:
+		result = "aborted: " + t.failed.Error()
+	case err != nil:
+		result = "failed: " + err.Error()
+	}
+	t.fs.opts.Logger.Info("transfer",
+		slog.String("direction", t.dir),
+		slog.String("path", t.path),
+		slog.Int64("offset", t.offset),
+		slog.Int64("bytes", t.bytes),
+		slog.Duration("duration", time.Since(t.start)),
+		slog.String("result", result))
+	if t.failed != nil && t.dir == "upload" {
+		if t.tmp != "" {
+			return fmt.Errorf("upload of %s incomplete, previous file kept: %w", t.path, t.failed)
+		}
+		return fmt.Errorf("upload of %s incomplete: %w", t.path, t.failed)
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", t.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,155 @@
+package nft
+
+import (
+	"fmt"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ftpsd/ftpsd/internal/testns"
+	"github.com/google/nftables"
+)
+
+// benchFW sets up a table in a fresh namespace with a timeout long enough
+// that nothing expires during the run.
+func benchFW(b *testing.B) *NFTables {
+	b.Helper()
+	ns := testns.New(b)
+	fw, err := Setup(Config{PortMin: 50000, PortMax: 50999, Timeout: 10 * time.Minute, NetNSFd: ns.FD()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = fw.Release() })
+	return fw
+}
+
+// prefill adds n IPv4 elements (10.x.y.z . 50999) in large batches, so the
+// benchmark measures Open with a big set present.
+func prefill(b *testing.B, fw *NFTables, n int) {
+	b.Helper()
+	const chunk = 1000
+	for start := 0; start < n; start += chunk {
+		var elems []nftables.SetElement
+		for i := start; i < min(start+chunk, n); i++ {
+			a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			_, key, err := fw.element(a, 50999)
+			if err != nil {
+				b.Fatal(err)
+			}
+			elems = append(elems, nftables.SetElement{Key: key, Timeout: fw.cfg.Timeout})
+		}
+		if err := fw.flush(func() error { return fw.conn.SetAddElements(fw.set4, elems) }); err != nil {
+			b.Fatalf("prefill: %v", err)
+		}
+	}
+	got, err := fw.List()
+	if err != nil || len(got) != n {
+		b.Fatalf("prefill: List = %d elements, %v; want %d", len(got), err, n)
+	}
+}
+
+func reportLatency(b *testing.B, name string, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / float64(time.Microsecond)
+	}
+	b.ReportMetric(q(0.50), name+"-p50-µs")
+	b.ReportMetric(q(0.99), name+"-p99-µs")
+}
+
+func benchSerial(b *testing.B, present int) {
+	fw := benchFW(b)
+	if present > 0 {
+		prefill(b, fw, present)
+	}
+	client := netip.MustParseAddr("192.0.2.1")
+	open := make([]time.Duration, 0, b.N)
+	closeLat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		port := uint16(50000 + i%999)
+		t0 := time.Now()
+		if err := fw.Open(Pinhole{Client: client, Port: port, Label: "user=bench session=1"}); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := fw.Close(client, port); err != nil {
+			b.Fatal(err)
+		}
+		open = append(open, t1.Sub(t0))
+		closeLat = append(closeLat, time.Since(t1))
+	}
+	b.StopTimer()
+	reportLatency(b, "open", open)
+	reportLatency(b, "close", closeLat)
+}
+
+// BenchmarkOpenClose is one pinhole's life with an empty set.
+func BenchmarkOpenClose(b *testing.B) { benchSerial(b, 0) }
+
+// BenchmarkOpenClose10k is the same with 10,000 other elements present: the
+// hash set should make it no slower.
+func BenchmarkOpenClose10k(b *testing.B) { benchSerial(b, 10000) }
+
+// BenchmarkOpenCloseParallel16 has 16 goroutines opening and closing their
+// own pinholes on the shared connection.
+func BenchmarkOpenCloseParallel16(b *testing.B) {
+	const goroutines = 16
+	fw := benchFW(b)
+	b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	var (
+		next int32
+		mu   sync.Mutex
+		all  []time.Duration
+	)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		id := atomic.AddInt32(&next, 1)
+		client := netip.AddrFrom4([4]byte{192, 0, 2, byte(id)})
+		var lat []time.Duration
+		for i := 0; pb.Next(); i++ {
+			port := uint16(50000 + i%999)
+			t0 := time.Now()
+			if err := fw.Open(Pinhole{Client: client, Port: port, Label: fmt.Sprintf("g=%d", id)}); err != nil {
+				b.Error(err)
+				return
+			}
+			lat = append(lat, time.Since(t0))
+			if err := fw.Close(client, port); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+		mu.Lock()
+		all = append(all, lat...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	reportLatency(b, "open", all)
+	b.ReportMetric(float64(next), "goroutines")
+}
+
+// BenchmarkCloseMissing is the late path: deleting an element that has
+// already expired (ENOENT, an aborted transaction in the kernel).
+func BenchmarkCloseMissing(b *testing.B) {
+	fw := benchFW(b)
+	client := netip.MustParseAddr("192.0.2.1")
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if err := fw.Close(client, 50000); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	reportLatency(b, "close", lat)
+}

@@ -1,0 +1,147 @@
+// Package pasvports chooses every passive data port and holds one lease per
+// data socket: the lease opens the firewall pinhole for exactly (client, port)
+// and closes it when the data connection arrives or the socket is closed.
+package pasvports
+
+import (
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/ftpsd/ftpsd/nft"
+)
+
+// ErrExhausted means every port of the range is leased.
+var ErrExhausted = errors.New("all passive ports are in use")
+
+// Pool is the set of passive ports and the firewall that guards them. Safe for concurrent use.
+type Pool struct {
+	min, max uint16
+	fw       nft.Firewall
+	log      *slog.Logger
+
+	mu   sync.Mutex
+	rng  *rand.Rand
+	free []uint16 // ports no lease holds, in no particular order
+	pos  []int32  // pos[port-min] is the index in free, or -1 while leased
+}
+
+// New makes a pool over [min, max] whose leases open pinholes in fw.
+func New(min, max uint16, fw nft.Firewall, logger *slog.Logger) (*Pool, error) {
+	if min == 0 || max < min {
+		return nil, fmt.Errorf("passive port range %d-%d is invalid", min, max)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("seed passive port generator: %w", err)
+	}
+	n := int(max) - int(min) + 1
+	p := &Pool{
+		min: min, max: max, fw: fw, log: logger,
+		// ChaCha8 so that a client cannot predict the next port from the ones it saw.
+		rng:  rand.New(rand.NewChaCha8(seed)),
+		free: make([]uint16, n),
+		pos:  make([]int32, n),
+	}
+	for i := range n {
+		p.free[i] = min + uint16(i)
+		p.pos[i] = int32(i)
+	}
+	return p, nil
+}
+
+// Size is the number of ports in the range.
+func (p *Pool) Size() int { return len(p.pos) }
+
+// Free is the number of ports no lease holds.
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free)
+}
+
+// Candidate suggests a random free port. It reserves nothing: the kernel's
+// bind decides between sessions racing for the same candidate, and Lease
+// claims the port that was actually bound.
+func (p *Pool) Candidate() (uint16, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.free) == 0 {
+		return 0, false
+	}
+	return p.free[p.rng.IntN(len(p.free))], true
+}
+
+func (p *Pool) acquire(port uint16) error {
+	if port < p.min || port > p.max {
+		return fmt.Errorf("port %d is outside the passive range %d-%d", port, p.min, p.max)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := p.pos[port-p.min]
+	if i < 0 {
+		return fmt.Errorf("port %d is already leased", port)
+	}
+	last := len(p.free) - 1
+	moved := p.free[last]
+	p.free[i] = moved
+	p.pos[moved-p.min] = i
+	p.free = p.free[:last]
+	p.pos[port-p.min] = -1
+	return nil
+}
+
+func (p *Pool) release(port uint16) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pos[port-p.min] >= 0 {
+		return
+	}
+	p.pos[port-p.min] = int32(len(p.free))
+	p.free = append(p.free, port)
+}
+
+// Getter adapts the pool to ftpserverlib's PasvPortGetter.
+func (p *Pool) Getter() Getter { return Getter{p} }
+
+// Getter is the ftpserverlib view of a Pool.
+type Getter struct{ p *Pool }
+
+// FetchNext returns a candidate port (exposed and listened are the same).
+func (g Getter) FetchNext() (int, int, bool) {
+	port, ok := g.p.Candidate()
+	return int(port), int(port), ok
+}
+
+// NumberAttempts bounds how many candidates ftpserverlib tries to bind; it
+// asks for them all up front, so keep it small (it uses at least 10).
+func (g Getter) NumberAttempts() int { return min(g.p.Size(), 10) }
+
+// Lease claims the port ln is bound to for client and opens the pinhole
+// (client, port) before returning, so that the reply naming the port is only
+// sent once the kernel admits the client. The returned listener admits one
+// data connection from client only and ends the lease when closed.
+func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string) (*Lease, error) {
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil, fmt.Errorf("passive listener has address %v, not TCP", ln.Addr())
+	}
+	port := uint16(addr.Port)
+	if err := p.acquire(port); err != nil {
+		return nil, fmt.Errorf("lease port %d: %w", port, err)
+	}
+	client = client.Unmap()
+	if err := p.fw.Open(nft.Pinhole{Client: client, Port: port, Label: label}); err != nil {
+		p.release(port)
+		return nil, fmt.Errorf("open pinhole %s:%d: %w", client, port, err)
+	}
+	return &Lease{Listener: ln, pool: p, client: client, port: port, label: label, holeOpen: true}, nil
+}

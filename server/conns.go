@@ -1,0 +1,87 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ftpsd/ftpsd/pasvports"
+)
+
+// oneShot is the Settings.Listener of a session's embedded server: it hands
+// out the session's control connection once, then blocks until closed.
+// ftpserverlib's Serve returns nil only for an accept error that reads
+// "use of closed network connection", hence net.ErrClosed.
+type oneShot struct {
+	conn   net.Conn
+	handed atomic.Bool
+	done   chan struct{}
+	once   sync.Once
+}
+
+func newOneShot(c net.Conn) *oneShot {
+	return &oneShot{conn: c, done: make(chan struct{})}
+}
+
+func (o *oneShot) Accept() (net.Conn, error) {
+	if o.handed.CompareAndSwap(false, true) {
+		select {
+		case <-o.done:
+		default:
+			return o.conn, nil
+		}
+	}
+	<-o.done
+	return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: o.conn.LocalAddr(), Err: net.ErrClosed}
+}
+
+func (o *oneShot) Close() error {
+	o.once.Do(func() { close(o.done) })
+	return nil
+}
+
+func (o *oneShot) Addr() net.Addr { return o.conn.LocalAddr() }
+
+// dataListener is a lease seen from the session: it remembers the accepted
+// data connection so that the end of an upload can be judged.
+type dataListener struct {
+	*pasvports.Lease
+	sess *session
+}
+
+func (d *dataListener) Accept() (net.Conn, error) {
+	c, err := d.Lease.Accept()
+	if err != nil {
+		return nil, err
+	}
+	dc := &dataConn{Conn: c}
+	d.sess.mu.Lock()
+	d.sess.data = dc
+	d.sess.mu.Unlock()
+	return dc, nil
+}
+
+// dataConn notes whether the raw TCP stream reached EOF. Under TLS, a peer
+// that ends cleanly sends close_notify, and crypto/tls reports io.EOF after
+// reading that alert without reading the socket again; only a stream cut
+// without close_notify makes the raw socket itself return EOF.
+type dataConn struct {
+	net.Conn
+	rawEOF atomic.Bool
+	closed atomic.Bool
+}
+
+func (d *dataConn) Read(p []byte) (int, error) {
+	n, err := d.Conn.Read(p)
+	if errors.Is(err, io.EOF) {
+		d.rawEOF.Store(true)
+	}
+	return n, err
+}
+
+func (d *dataConn) Close() error {
+	d.closed.Store(true)
+	return d.Conn.Close()
+}

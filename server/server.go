@@ -1,0 +1,327 @@
+// Package server owns ftpsd's control listeners and accept loop, and runs one
+// embedded ftpserverlib server per control connection so that every hook
+// knows the session it serves.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpsd/ftpsd/config"
+	"github.com/ftpsd/ftpsd/nft"
+	"github.com/ftpsd/ftpsd/pasvports"
+)
+
+// handshakeTimeout bounds the implicit-TLS handshake, which ftpsd performs
+// itself so that a client that connects and stays silent is dropped.
+const handshakeTimeout = 10 * time.Second
+
+// Server is an FTPS server. Create it with New, run it with Serve, stop it with Shutdown.
+type Server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	fw    nft.Firewall
+	ports *pasvports.Pool
+
+	tlsConf atomic.Pointer[tls.Config]
+	users   atomic.Pointer[accounts]
+
+	nextID atomic.Uint64
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	sessions  map[uint64]*session
+	perIP     map[netip.Addr]int
+	closing   bool
+	idle      chan struct{} // closed when the last session ends during shutdown
+	wg        sync.WaitGroup
+}
+
+// New prepares a server: certificate, users and passive ports. It does not listen yet.
+// The returned passwords were generated for users configured without a hash; show them to the operator once.
+func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []GeneratedPassword, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if fw == nil {
+		fw = nft.Off{}
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      logger,
+		fw:       fw,
+		sessions: make(map[uint64]*session),
+		perIP:    make(map[netip.Addr]int),
+	}
+	if err := os.MkdirAll(cfg.Storage.StateDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create state_dir: %w", err)
+	}
+	tc, err := loadTLS(cfg.TLS, cfg.Storage.StateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.tlsConf.Store(tc)
+	users, generated, err := newAccounts(cfg.Users)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.users.Store(users)
+	s.ports, err = pasvports.New(cfg.Passive.PortMin, cfg.Passive.PortMax, fw, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, generated, nil
+}
+
+// Ports is the passive port pool (for status and tests).
+func (s *Server) Ports() *pasvports.Pool { return s.ports }
+
+// Reload replaces users and the certificate from cfg; sessions keep running
+// with what they logged in with. Listeners and ports are not changed.
+func (s *Server) Reload(cfg *config.Config) error {
+	tc, err := loadTLS(cfg.TLS, s.cfg.Storage.StateDir)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	users, generated, err := newAccounts(cfg.Users)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if len(generated) > 0 {
+		// A generated password nobody sees would lock the user out.
+		old := s.users.Load()
+		for _, g := range generated {
+			if prev, ok := old.byName[g.User]; ok && prev.PasswordHash == "" {
+				users.byName[g.User].hash = prev.hash
+			}
+		}
+	}
+	s.tlsConf.Store(tc)
+	s.users.Store(users)
+	s.log.Info("reloaded users and certificate", "users", len(users.byName))
+	return nil
+}
+
+// Listen opens every configured control listener. Addresses that fail to
+// bind make Listen fail as a whole, closing the ones already open.
+func (s *Server) Listen() error {
+	open := func(addr string, implicit bool) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s.mu.Lock()
+		s.listeners = append(s.listeners, ln)
+		s.mu.Unlock()
+		mode := "explicit"
+		if implicit {
+			mode = "implicit"
+		}
+		s.log.Info("listening", "address", ln.Addr().String(), "tls", mode)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.acceptLoop(ln, implicit)
+		}()
+		return nil
+	}
+	for _, a := range s.cfg.Server.Listen {
+		if err := open(a, false); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	for _, a := range s.cfg.Server.ImplicitListen {
+		if err := open(a, true); err != nil {
+			s.closeListeners()
+			return err
+		}
+	}
+	return nil
+}
+
+// Addrs returns the bound control addresses, explicit ones first.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, len(s.listeners))
+	for i, ln := range s.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+func (s *Server) acceptLoop(ln net.Listener, implicit bool) {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off, as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Error("accept", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go s.handle(conn, implicit)
+	}
+}
+
+// admit applies the global limits; it returns a refusal text or "".
+func (s *Server) admit(ip netip.Addr) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing:
+		return "Server shutting down"
+	case len(s.sessions) >= s.cfg.Server.MaxClients:
+		return "Too many users, try again later"
+	case s.perIP[ip] >= s.cfg.Server.MaxClientsPerIP:
+		return "Too many connections from your address"
+	}
+	s.perIP[ip]++
+	return ""
+}
+
+func (s *Server) handle(conn net.Conn, implicit bool) {
+	ip := remoteIP(conn)
+	refusal := s.admit(ip)
+	if implicit {
+		tconn := tls.Server(conn, s.tlsConf.Load())
+		conn.SetDeadline(time.Now().Add(handshakeTimeout))
+		if err := tconn.Handshake(); err != nil {
+			s.log.Info("implicit TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
+			conn.Close()
+			if refusal == "" {
+				s.leave(ip)
+			}
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		conn = tconn
+	}
+	if refusal != "" {
+		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "421 %s.\r\n", refusal)
+		conn.Close()
+		return
+	}
+	s.runSession(conn, ip, implicit)
+}
+
+func (s *Server) leave(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+func (s *Server) register(sess *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sessions[sess.id] = sess
+}
+
+func (s *Server) unregister(sess *session) {
+	s.mu.Lock()
+	delete(s.sessions, sess.id)
+	if s.perIP[sess.clientIP]--; s.perIP[sess.clientIP] <= 0 {
+		delete(s.perIP, sess.clientIP)
+	}
+	if s.closing && len(s.sessions) == 0 && s.idle != nil {
+		close(s.idle)
+		s.idle = nil
+	}
+	s.mu.Unlock()
+}
+
+// Sessions is the number of live control connections.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Shutdown stops accepting and closes idle sessions at once; sessions with a
+// transfer under way may finish it until ctx is done, then they are closed
+// too. Their leases, and so their pinholes, close with them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	idle := make(chan struct{})
+	if len(s.sessions) == 0 {
+		close(idle)
+	} else {
+		s.idle = idle
+	}
+	s.mu.Unlock()
+	s.closeListeners()
+	s.wg.Wait()
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for force := false; ; {
+		for _, sess := range s.liveSessions() {
+			if force || !sess.busy() {
+				sess.close()
+			}
+		}
+		if force {
+			break
+		}
+		select {
+		case <-idle:
+			return nil
+		case <-tick.C:
+		case <-ctx.Done():
+			err = ctx.Err()
+			force = true
+		}
+	}
+	select {
+	case <-idle:
+	case <-time.After(5 * time.Second):
+		s.log.Error("sessions still open after forced close", "count", s.Sessions())
+	}
+	return err
+}
+
+func (s *Server) liveSessions() []*session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		live = append(live, sess)
+	}
+	return live
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}

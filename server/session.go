@@ -1,0 +1,272 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	ftpserver "github.com/fclairamb/ftpserverlib"
+
+	"github.com/ftpsd/ftpsd/driver"
+)
+
+// session is one control connection and the ftpserverlib server embedded for
+// it. It is that server's MainDriver, so every hook below knows whose
+// connection it is serving.
+type session struct {
+	srv      *Server
+	id       uint64
+	clientIP netip.Addr
+	implicit bool
+	log      *slog.Logger
+	ln       *oneShot
+
+	mu       sync.Mutex
+	cc       ftpserver.ClientContext
+	user     string
+	fs       *driver.FS
+	lease    *dataListener // the latest passive socket, if any
+	data     *dataConn     // the current passive data connection, if any
+	start    time.Time
+	closedCC bool
+}
+
+var (
+	_ ftpserver.MainDriver                        = (*session)(nil)
+	_ ftpserver.MainDriverExtensionPassiveWrapper = (*session)(nil)
+	_ ftpserver.MainDriverExtensionUserVerifier   = (*session)(nil)
+	_ ftpserver.MainDriverExtensionQuitMessage    = (*session)(nil)
+)
+
+func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
+	sess := &session{
+		srv:      s,
+		id:       s.nextID.Add(1),
+		clientIP: ip,
+		implicit: implicit,
+		ln:       newOneShot(conn),
+		start:    time.Now(),
+	}
+	sess.log = s.log.With("session", sess.id, "client", conn.RemoteAddr().String())
+	s.register(sess)
+	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
+
+	ftp := ftpserver.NewFtpServer(sess)
+	// ftpserverlib's own messages are only worth seeing when something is wrong.
+	ftp.Logger = slog.New(minLevel{sess.log.Handler(), slog.LevelWarn})
+	if err := ftp.Listen(); err != nil {
+		sess.log.Error("start session", "err", err)
+		conn.Close()
+		sess.end()
+		return
+	}
+	if err := ftp.Serve(); err != nil {
+		sess.log.Error("session serve", "err", err)
+		conn.Close()
+		sess.end()
+	}
+}
+
+// end runs once per session, from ClientDisconnected or a failed start.
+// ftpserverlib closes the session's transfer only after ClientDisconnected
+// returns; closing it here first means the port and pinhole are released
+// before the session stops counting as live (Shutdown relies on that).
+func (sess *session) end() {
+	sess.ln.Close()
+	sess.mu.Lock()
+	fs, user, lease, data := sess.fs, sess.user, sess.lease, sess.data
+	sess.fs = nil
+	sess.mu.Unlock()
+	if data != nil {
+		data.Close()
+	}
+	if lease != nil {
+		lease.Close()
+	}
+	if fs != nil {
+		fs.Close()
+	}
+	sess.srv.unregister(sess)
+	sess.log.Info("session end", "user", user, "duration", time.Since(sess.start).Round(time.Millisecond),
+		"ports_free", sess.srv.ports.Free())
+}
+
+// close forces the control connection shut (server shutdown).
+func (sess *session) close() {
+	sess.mu.Lock()
+	cc := sess.cc
+	sess.closedCC = true
+	sess.mu.Unlock()
+	if cc != nil {
+		cc.Close()
+	} else {
+		sess.ln.conn.Close()
+	}
+}
+
+// busy reports whether a data transfer is under way.
+func (sess *session) busy() bool {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.data != nil && !sess.data.closed.Load()
+}
+
+func seconds(d time.Duration) int {
+	return int(math.Ceil(d.Seconds()))
+}
+
+// GetSettings returns a fresh copy each call: ftpserverlib writes to it.
+func (sess *session) GetSettings() (*ftpserver.Settings, error) {
+	cfg := sess.srv.cfg
+	tlsMode := ftpserver.ClearOrEncrypted
+	if cfg.TLS.Require {
+		tlsMode = ftpserver.MandatoryEncryption
+	}
+	if sess.implicit {
+		tlsMode = ftpserver.ImplicitEncryption
+	}
+	return &ftpserver.Settings{
+		Listener:                 sess.ln,
+		PublicHost:               cfg.Server.PublicHost,
+		PublicIPResolver:         sess.publicIP,
+		Banner:                   "ftpsd ready",
+		PassiveTransferPortRange: sess.srv.ports.Getter(),
+		IdleTimeout:              seconds(cfg.Server.IdleTimeout),
+		ConnectionTimeout:        seconds(cfg.Server.DataTimeout),
+		TLSRequired:              tlsMode,
+		// Active mode makes the server connect out to an address the client
+		// names (FTP bounce); passive mode with pinholes is the whole point.
+		DisableActiveMode:    true,
+		DisableSite:          true,
+		DefaultTransferType:  ftpserver.TransferTypeBinary,
+		PasvConnectionsCheck: ftpserver.IPMatchRequired,
+	}, nil
+}
+
+// publicIP answers PASV when public_host is empty: PASV can only carry IPv4.
+func (sess *session) publicIP(cc ftpserver.ClientContext) (string, error) {
+	ap, err := netip.ParseAddrPort(cc.LocalAddr().String())
+	if err != nil {
+		return "", fmt.Errorf("local address %v: %w", cc.LocalAddr(), err)
+	}
+	if a := ap.Addr().Unmap(); a.Is4() {
+		return a.String(), nil
+	}
+	return "", errors.New("PASV cannot name an IPv6 address: use EPSV")
+}
+
+// ClientConnected records the session's context and greets the client.
+func (sess *session) ClientConnected(cc ftpserver.ClientContext) (string, error) {
+	sess.mu.Lock()
+	sess.cc = cc
+	closed := sess.closedCC
+	sess.mu.Unlock()
+	if closed {
+		return "", errors.New("server shutting down")
+	}
+	if sess.srv.cfg.TLS.Require && !sess.implicit {
+		return "ftpsd ready (TLS required: AUTH TLS)", nil
+	}
+	return "ftpsd ready", nil
+}
+
+// ClientDisconnected fires for every session, also those that failed early.
+func (sess *session) ClientDisconnected(ftpserver.ClientContext) {
+	sess.end()
+}
+
+// PreAuthUser refuses USER on a clear-text control connection when TLS is
+// required, with a 530 reply before any password can be sent.
+func (sess *session) PreAuthUser(cc ftpserver.ClientContext, user string) error {
+	if sess.srv.cfg.TLS.Require && !cc.HasTLSForControl() {
+		sess.log.Warn("clear-text login refused", "user", user)
+		return errors.New("TLS required: send AUTH TLS before USER")
+	}
+	return nil
+}
+
+// AuthUser checks the password and returns the user's confined file system.
+func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpserver.ClientDriver, error) {
+	if sess.srv.cfg.TLS.Require && !cc.HasTLSForControl() {
+		sess.log.Warn("clear-text login refused", "user", user)
+		return nil, errors.New("TLS required: send AUTH TLS before USER")
+	}
+	acc, err := sess.srv.users.Load().check(user, pass)
+	if err != nil {
+		sess.log.Warn("login failed", "user", user)
+		return nil, err
+	}
+	fs, err := driver.New(acc.Root, driver.Options{
+		ReadOnly:       acc.ReadOnly,
+		UploadComplete: sess.uploadComplete,
+		Logger:         sess.log.With("user", user),
+	})
+	if err != nil {
+		sess.log.Error("login: open root", "user", user, "err", err)
+		return nil, errors.New("home directory unavailable")
+	}
+	sess.mu.Lock()
+	if sess.fs != nil {
+		sess.fs.Close()
+	}
+	sess.user, sess.fs = user, fs
+	sess.mu.Unlock()
+	sess.log.Info("login", "user", user, "read_only", acc.ReadOnly)
+	return fs, nil
+}
+
+// GetTLSConfig is the shared config; see loadTLS.
+func (sess *session) GetTLSConfig() (*tls.Config, error) {
+	return sess.srv.tlsConf.Load(), nil
+}
+
+// QuitMessage is the 221 text.
+func (sess *session) QuitMessage() string { return "Goodbye" }
+
+// WrapPassiveListener is where a passive transfer gets its pinhole: ftpserverlib
+// has bound a port from the pool and is about to send the 227/229 reply. The
+// lease opens the pinhole for exactly (this client, that port) first.
+func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) {
+	sess.mu.Lock()
+	cc, user := sess.cc, sess.user
+	sess.mu.Unlock()
+	if sess.srv.cfg.TLS.Require && cc != nil && !cc.HasTLSForTransfers() {
+		ln.Close()
+		return nil, errors.New("TLS required for data: send PBSZ 0 and PROT P first")
+	}
+	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id))
+	if err != nil {
+		ln.Close()
+		sess.log.Error("passive transfer refused", "err", err)
+		return nil, errors.New("no passive data port available, try again")
+	}
+	dl := &dataListener{Lease: lease, sess: sess}
+	sess.mu.Lock()
+	sess.lease = dl
+	sess.mu.Unlock()
+	return dl, nil
+}
+
+// uploadComplete tells the driver whether the data stream of the upload that
+// just ended was closed on purpose. Over TLS a client that finished sends
+// close_notify; a stream that simply stops (client killed, link cut) is a
+// truncated upload and must not replace the previous file.
+func (sess *session) uploadComplete() error {
+	sess.mu.Lock()
+	dc, cc := sess.data, sess.cc
+	sess.mu.Unlock()
+	if dc == nil || cc == nil || !cc.HasTLSForTransfers() {
+		return nil
+	}
+	if dc.rawEOF.Load() {
+		return errors.New("data connection ended without TLS close_notify")
+	}
+	return nil
+}
+
