@@ -25,8 +25,11 @@ const MaxLabel = 128
 
 // Pinhole is one admitted (client, port) pair.
 type Pinhole struct {
+	// Client is the session's remote IP; IPv4-mapped IPv6 is treated as
+	// IPv4 and a zone is ignored, as in the packets the kernel sees.
 	Client netip.Addr
-	Port   uint16
+	// Port is the passive port handed to that client.
+	Port uint16
 	// Label is free text stored as the set element's comment, e.g.
 	// "user=alice session=7", so `nft list` and `ftpsd firewall status`
 	// show whose hole it is. Cut to MaxLabel bytes.
@@ -81,7 +84,7 @@ var ErrPermission = errors.New("nftables needs CAP_NET_ADMIN (run as root or `se
 
 // ErrUnsupported is wrapped by errors caused by a kernel without the
 // nf_tables features ftpsd uses.
-var ErrUnsupported = errors.New("the kernel lacks nf_tables support (needs CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET, nft_ct, nft_hash; try `modprobe nf_tables`)")
+var ErrUnsupported = errors.New("the kernel lacks nf_tables support (needs CONFIG_NF_TABLES, CONFIG_NF_TABLES_INET and CONFIG_NFT_CT; try `modprobe nf_tables`)")
 
 // ErrNoTable is wrapped by Attach when ftpsd's table does not exist.
 var ErrNoTable = errors.New("table does not exist")

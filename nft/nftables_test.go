@@ -349,6 +349,13 @@ func TestExpiry(t *testing.T) {
 	if err := fw.Close(addr("192.0.2.1"), 50000); err != nil {
 		t.Fatalf("Close after expiry: %v", err)
 	}
+	// The same pair can be opened again, with a full timeout.
+	if err := fw.Open(Pinhole{Client: addr("2001:db8::1"), Port: 50000, Label: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	if l := mustList(t, fw); len(l) != 1 || l[0].Label != "again" || l[0].Expires < 900*time.Millisecond {
+		t.Fatalf("reopened after expiry: List = %+v; want one fresh element", l)
+	}
 }
 
 // The kernel really drops new connections into the range unless the exact

@@ -269,4 +269,3 @@ func (sess *session) uploadComplete() error {
 	}
 	return nil
 }
-

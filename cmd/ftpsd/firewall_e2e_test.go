@@ -150,11 +150,12 @@ func TestNothingLeftBehind(t *testing.T) {
 		}
 		return nil
 	})
-	// curl: 100 downloads over one control connection.
+	// curl: 50 downloads over one control connection (curl 7.88 stalls
+	// 0.1-1 s per FTPS transfer on its side, so it gets the smallest share).
 	goRun(func() error {
 		args := curlArgs(s, "alice")
 		args[len(args)-3] = "300" // --max-time for the whole run
-		for range 100 {
+		for range 50 {
 			args = append(args, "-o", "/dev/null", "ftp://"+ctl+"/mixed.bin")
 		}
 		if out, err := s.run(5*time.Minute, "curl", args...); err != nil {
@@ -162,22 +163,22 @@ func TestNothingLeftBehind(t *testing.T) {
 		}
 		return nil
 	})
-	// Go client: 250 (100 complete, 50 ABOR mid-transfer, 50 reset, 45 never connected, 5 data timeout).
+	// Go client: 300 (150 complete, 50 ABOR mid-transfer, 50 reset, 45 never connected, 5 data timeout).
 	goRun(func() error {
 		c := s.client(cliB4, srvIP4, "alice")
-		for i := range 250 {
+		for i := range 300 {
 			var err error
 			switch {
-			case i < 100:
-				_, err = c.Retr("RETR mixed.bin")
 			case i < 150:
+				_, err = c.Retr("RETR mixed.bin")
+			case i < 200:
 				var data net.Conn
 				if data, err = c.Begin("RETR mixed.bin"); err == nil {
 					data.Read(make([]byte, 1))
 					err = abort(c)
 					data.Close()
 				}
-			case i < 200:
+			case i < 250:
 				var data net.Conn
 				if data, err = c.Begin("RETR mixed.bin"); err == nil {
 					data.Read(make([]byte, 1))
@@ -186,7 +187,7 @@ func TestNothingLeftBehind(t *testing.T) {
 					nc.Close()
 					c.Read()
 				}
-			case i < 245:
+			case i < 295:
 				_, err = c.EPSV()
 			default:
 				if _, err = c.EPSV(); err == nil {

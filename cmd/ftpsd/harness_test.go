@@ -79,6 +79,7 @@ type serverOpts struct {
 	dataTimeout    string // default 5s
 	idleTimeout    string // default 1m
 	perIP          int    // default 20
+	maxClients     int    // default 2000
 	require        *bool  // default true
 	extra          string // appended TOML
 }
@@ -137,11 +138,16 @@ func writeConfig(t *testing.T, dir string, o serverOpts) string {
 	if perIP == 0 {
 		perIP = 20
 	}
+	maxClients := o.maxClients
+	if maxClients == 0 {
+		maxClients = 2000
+	}
 	hashes := hashOnce()
 	var b strings.Builder
 	fmt.Fprintf(&b, `[server]
 listen = ["[::]:%d"]
 implicit_listen = ["[::]:%d"]
+max_clients = %d
 max_clients_per_ip = %d
 idle_timeout = %q
 data_timeout = %q
@@ -158,7 +164,7 @@ pinhole_timeout = %q
 
 [storage]
 state_dir = %q
-`, ctlPort, impPort, perIP, def(o.idleTimeout, "1m"), def(o.dataTimeout, "5s"), require,
+`, ctlPort, impPort, maxClients, perIP, def(o.idleTimeout, "1m"), def(o.dataTimeout, "5s"), require,
 		def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.pinholeTimeout, "5s"),
 		filepath.Join(dir, "state"))
 	for _, u := range []string{"alice", "reader"} {

@@ -95,6 +95,7 @@ func (ns *NS) Run(t testing.TB, name string, args ...string) string {
 // thread stays locked and is thrown away when fn returns, so no other
 // goroutine ever runs in the wrong namespace. Sockets made inside fn belong
 // to the namespace for their whole life and may be used from any goroutine.
+// Goroutines started by fn run on other threads, in the host namespace.
 func (ns *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
