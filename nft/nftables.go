@@ -289,8 +289,8 @@ func (fw *NFTables) Open(p Pinhole) error {
 // never there is not an error.
 //
 // A failed transaction costs the kernel an RCU grace period on abort
-// (measured 8-24 ms here, all of it under mu), and the lease closes every
-// pinhole a second time after the first Accept has already closed it. So
+// (measured 8-24 ms here, all of it under mu), and a pinhole whose client
+// never connected has usually expired by the time its lease closes it. So
 // Close does not send a bare delete that may fail with ENOENT: it adds the
 // element (a no-op when present) and deletes it in the same transaction,
 // which cannot fail for a missing element. ENOENT is still accepted for

@@ -240,6 +240,23 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 		ln.Close()
 		return nil, errors.New("TLS required for data: send PBSZ 0 and PROT P first")
 	}
+	// ftpserverlib builds the PASV reply only after this hook, and drops the
+	// listener without closing it if it cannot: refuse here instead.
+	if cc != nil && cc.GetLastCommand() == "PASV" && sess.srv.cfg.Server.PublicHost == "" {
+		if _, err := sess.publicIP(cc); err != nil {
+			ln.Close()
+			return nil, err
+		}
+	}
+	// One PASV, one data connection: a new PASV ends the previous lease.
+	// ftpserverlib does so too, but only if it stored the previous one.
+	sess.mu.Lock()
+	prev := sess.lease
+	sess.lease = nil
+	sess.mu.Unlock()
+	if prev != nil {
+		prev.Close()
+	}
 	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id))
 	if err != nil {
 		ln.Close()

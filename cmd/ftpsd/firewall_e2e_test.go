@@ -440,3 +440,47 @@ func TestFirewallResetTouchesOnlyItsTable(t *testing.T) {
 		t.Fatalf("other table changed:\n%s\nvs\n%s", before, after)
 	}
 }
+
+// TestPortExhaustion: with every passive port leased, EPSV gets a prompt 421
+// instead of a hang, and a freed port is handed out again.
+func TestPortExhaustion(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{ports: "50000-50001"})
+	a := s.client(cliA4, srvIP4, "alice")
+	b := s.client(cliB4, srvIP4, "alice")
+	c := s.client(cliA4, srvIP4, "alice")
+	if _, err := a.EPSV(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.EPSV(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := c.Cmd("EPSV")
+	if err != nil || rep.Code != 421 {
+		t.Fatalf("EPSV with no free port: %v %v, want 421", rep, err)
+	}
+	if time.Since(start) > 2*time.Second {
+		t.Fatalf("exhaustion took %v to report", time.Since(start))
+	}
+	a.Quit()
+	waitFor(t, 5*time.Second, "a port to come back", func() bool {
+		_, err := c.EPSV()
+		return err == nil
+	})
+	b.Quit()
+	c.Quit()
+	// IPv6 control connections get a clear answer to PASV, and no port is
+	// leased for it, however often they ask.
+	v6 := s.client(cliA6, srvIP6, "alice")
+	for range 3 {
+		if rep, _ := v6.Cmd("PASV"); rep.Code < 400 || !strings.Contains(rep.Msg, "EPSV") {
+			t.Fatalf("PASV over IPv6: %v, want a refusal pointing to EPSV", rep)
+		}
+	}
+	if _, err := v6.EPSV(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v6.EPSV(); err != nil {
+		t.Fatalf("second EPSV (the first lease must have been released): %v", err)
+	}
+}
