@@ -32,7 +32,7 @@ type Server struct {
 	MaxClients      int           // default 2000, >= 1
 	MaxClientsPerIP int           // default 20, 1..MaxClients
 	IdleTimeout     time.Duration // default 5m, > 0
-	DataTimeout     time.Duration // default 30s, > 0
+	DataTimeout     time.Duration // data connection arrival and transfer stall limit; default 30s, > 0
 }
 
 // TLS says where the certificate comes from and how strict the server is.

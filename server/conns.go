@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ftpsd/ftpsd/pasvports"
 )
@@ -56,7 +57,7 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	dc := &dataConn{Conn: c}
+	dc := &dataConn{Conn: c, idle: d.sess.srv.cfg.Server.DataTimeout}
 	d.sess.mu.Lock()
 	d.sess.data = dc
 	d.sess.mu.Unlock()
@@ -67,18 +68,35 @@ func (d *dataListener) Accept() (net.Conn, error) {
 // that ends cleanly sends close_notify, and crypto/tls reports io.EOF after
 // reading that alert without reading the socket again; only a stream cut
 // without close_notify makes the raw socket itself return EOF.
+//
+// It also bounds every read and write by data_timeout: ftpserverlib sets no
+// deadline on data connections, so a peer that stalls mid-handshake or
+// mid-transfer would otherwise hold the session's transfer forever. (Not
+// idle_timeout: ftpserverlib's control deadline covers writes too, and if
+// both fired together the error reply would be cut mid-record.)
 type dataConn struct {
 	net.Conn
+	idle   time.Duration
 	rawEOF atomic.Bool
 	closed atomic.Bool
 }
 
 func (d *dataConn) Read(p []byte) (int, error) {
+	if d.idle > 0 {
+		d.Conn.SetReadDeadline(time.Now().Add(d.idle))
+	}
 	n, err := d.Conn.Read(p)
 	if errors.Is(err, io.EOF) {
 		d.rawEOF.Store(true)
 	}
 	return n, err
+}
+
+func (d *dataConn) Write(p []byte) (int, error) {
+	if d.idle > 0 {
+		d.Conn.SetWriteDeadline(time.Now().Add(d.idle))
+	}
+	return d.Conn.Write(p)
 }
 
 func (d *dataConn) Close() error {

@@ -474,3 +474,35 @@ func TestCommandsClientsUse(t *testing.T) {
 	}
 	c.Quit()
 }
+
+// TestStalledDataConnection: a client that opens the data connection and
+// then says nothing (not even the TLS handshake) is cut off after
+// data_timeout, and the session can transfer again.
+func TestStalledDataConnection(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{dataTimeout: "2s", idleTimeout: "30s"})
+	os.WriteFile(filepath.Join(s.root("alice"), "f.txt"), []byte("data"), 0o644)
+	c := s.client(cliA4, srvIP4, "alice")
+	port, err := c.EPSV()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.dial(cliA4, 2*time.Second)("tcp", net.JoinHostPort(srvIP4, fmt.Sprint(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := c.Expect(150, "RETR f.txt"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := c.Read()
+	if err != nil || rep.Code < 400 {
+		t.Fatalf("stalled data connection: %v %v, want an error reply", rep, err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("stalled data connection held for %v", d)
+	}
+	if b, err := c.Retr("RETR f.txt"); err != nil || string(b) != "data" {
+		t.Fatalf("transfer after a stalled one: %q %v", b, err)
+	}
+}
