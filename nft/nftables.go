@@ -55,6 +55,10 @@ type NFTables struct {
 	mu       sync.Mutex
 	conn     *nftables.Conn
 	released bool
+
+	// changes feeds the committer goroutine; quit stops it (Release).
+	changes chan *change
+	quit    chan struct{}
 }
 
 // Setup creates or adopts ftpsd's table: in one transaction it adds the
@@ -99,6 +103,7 @@ func Setup(cfg Config) (*NFTables, error) {
 		}
 		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
+	go fw.committer()
 	return fw, nil
 }
 
@@ -133,6 +138,7 @@ func Attach(cfg Config) (*NFTables, error) {
 	if _, err := conn.ListChain(fw.table, chainName); err != nil {
 		return fail(fmt.Errorf("chain %s: %w (not a table made by ftpsd?)", chainName, classify(err)))
 	}
+	go fw.committer()
 	return fw, nil
 }
 
@@ -174,9 +180,11 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 	t := &nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet}
 	policy := nftables.ChainPolicyAccept
 	return &NFTables{
-		cfg:   cfg,
-		conn:  conn,
-		table: t,
+		cfg:     cfg,
+		conn:    conn,
+		table:   t,
+		changes: make(chan *change),
+		quit:    make(chan struct{}),
 		// Fixed IDs instead of google/nftables' global counter (racy
 		// across Conns); IDs only need to be unique within a batch.
 		set4: &nftables.Set{Table: t, Name: set4Name, ID: 1, KeyType: key4Type, HasTimeout: true, Concatenation: true},
@@ -311,14 +319,91 @@ func (fw *NFTables) Close(client netip.Addr, port uint16) error {
 	return nil
 }
 
-// flush queues one change and commits it as its own transaction, holding
-// mu so no other change can share (and be aborted with) the batch.
+// maxBatch bounds how many sessions' changes share one transaction.
+const maxBatch = 64
+
+// change is one session's Open or Close waiting for the committer.
+type change struct {
+	queue func() error
+	done  chan error
+}
+
+// flush hands one change to the committer goroutine and waits until the
+// kernel has it. Changes that arrive while a transaction is in flight are
+// committed together in the next one (group commit): the kernel work per
+// transaction is mostly fixed, so under many concurrent sessions this keeps
+// both throughput and tail latency where a single session has them, instead
+// of queueing every session behind a mutex.
 func (fw *NFTables) flush(queue func() error) error {
+	c := &change{queue: queue, done: make(chan error, 1)}
+	select {
+	case fw.changes <- c:
+		return <-c.done
+	case <-fw.quit:
+		return ErrReleased
+	}
+}
+
+// committer owns the write side of the connection until Release.
+func (fw *NFTables) committer() {
+	batch := make([]*change, 0, maxBatch)
+	for {
+		select {
+		case c := <-fw.changes:
+			batch = append(batch[:0], c)
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case c := <-fw.changes:
+					batch = append(batch, c)
+				default:
+					break more
+				}
+			}
+			fw.commit(batch)
+		case <-fw.quit:
+			return
+		}
+	}
+}
+
+// commit sends a batch as one transaction. If that fails, each change is
+// retried in a transaction of its own, so one session's failure never
+// becomes another's (DESIGN.md §3: an aborted batch aborts every change in it).
+func (fw *NFTables) commit(batch []*change) {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	if fw.released {
-		return ErrReleased
+		for _, c := range batch {
+			c.done <- ErrReleased
+		}
+		return
 	}
+	if len(batch) > 1 {
+		queued := true
+		for _, c := range batch {
+			if err := c.queue(); err != nil {
+				queued = false
+				break
+			}
+		}
+		if queued && fw.conn.Flush() == nil {
+			for _, c := range batch {
+				c.done <- nil
+			}
+			return
+		}
+		if !queued {
+			fw.redial()
+		}
+	}
+	for _, c := range batch {
+		c.done <- fw.commitOne(c.queue)
+	}
+}
+
+// commitOne commits a single change as its own transaction. Must be called with mu held.
+func (fw *NFTables) commitOne(queue func() error) error {
 	if err := queue(); err != nil {
 		// Part of the change may already sit in the Conn's queue, and
 		// the next Flush would send it: start over on a new Conn.
@@ -417,6 +502,7 @@ func (fw *NFTables) Release() error {
 		return nil
 	}
 	fw.released = true
+	close(fw.quit)
 	if err := fw.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("release nftables connection: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/nftables"
+
 	"github.com/ftpsd/ftpsd/internal/testns"
 	"golang.org/x/sys/unix"
 )
@@ -730,5 +732,60 @@ func TestOff(t *testing.T) {
 	}
 	if err := fw.Release(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestGroupCommitIsolatesFailures: when changes from several sessions share
+// a transaction and one of them fails, the others still land and only the
+// failing one reports an error.
+func TestGroupCommitIsolatesFailures(t *testing.T) {
+	ns := testns.New(t)
+	fw := setup(t, ns, Config{PortMin: 50000, PortMax: 50099, Timeout: time.Minute})
+	good := func(port uint16) *change {
+		set, key, err := fw.element(netip.MustParseAddr("192.0.2.7"), port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &change{done: make(chan error, 1), queue: func() error {
+			return fw.conn.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: time.Minute}})
+		}}
+	}
+	missing := &nftables.Set{Table: fw.table, Name: "no_such_set", KeyType: key4Type, Concatenation: true, HasTimeout: true}
+	bad := &change{done: make(chan error, 1), queue: func() error {
+		return fw.conn.SetAddElements(missing, []nftables.SetElement{{Key: make([]byte, key4Len)}})
+	}}
+	batch := []*change{good(50001), bad, good(50002)}
+	fw.commit(batch)
+	if err := <-batch[0].done; err != nil {
+		t.Errorf("first good change: %v", err)
+	}
+	if err := <-batch[1].done; err == nil {
+		t.Error("the bad change reported success")
+	}
+	if err := <-batch[2].done; err != nil {
+		t.Errorf("second good change: %v", err)
+	}
+	holes, err := fw.List()
+	if err != nil || len(holes) != 2 {
+		t.Fatalf("List = %v, %v; want both good pinholes", holes, err)
+	}
+
+	// With the table gone, concurrent Opens all fail promptly (none hangs).
+	ns.Run(t, "nft", "delete", "table", "inet", "ftpsd")
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			errs <- fw.Open(Pinhole{Client: netip.MustParseAddr("192.0.2.8"), Port: 50010 + uint16(i)})
+		}()
+	}
+	for range 16 {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Error("Open succeeded without a table")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("Open hung after the table was deleted")
+		}
 	}
 }
