@@ -58,8 +58,9 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
 	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
 
 	ftp := ftpserver.NewFtpServer(sess)
-	// ftpserverlib's own messages are only worth seeing when something is wrong.
-	ftp.Logger = slog.New(minLevel{sess.log.Handler(), slog.LevelWarn})
+	// ftpserverlib warns about every client that hangs up abruptly; ftpsd
+	// logs what an operator needs itself, so keep only the library's errors.
+	ftp.Logger = slog.New(minLevel{sess.log.Handler(), slog.LevelError})
 	if err := ftp.Listen(); err != nil {
 		sess.log.Error("start session", "err", err)
 		conn.Close()
