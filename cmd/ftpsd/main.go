@@ -85,6 +85,24 @@ func configFlag(name string, args []string) (string, error) {
 	return *path, nil
 }
 
+// loadConfig parses the -c flag of a subcommand and resolves its config.
+func loadConfig(name string, args []string) (*config.Config, string, error) {
+	path, err := configFlag(name, args)
+	if err != nil {
+		return nil, "", err
+	}
+	cfg, err := config.Resolve(path)
+	return cfg, path, err
+}
+
+// sourceName says where a config came from, for humans.
+func sourceName(cfg *config.Config) string {
+	if cfg.Source == "" {
+		return "built-in default"
+	}
+	return cfg.Source
+}
+
 func versionString() string {
 	lib := "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -98,19 +116,11 @@ func versionString() string {
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
-	path, err := configFlag("check", args)
+	cfg, _, err := loadConfig("check", args)
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Resolve(path)
-	if err != nil {
-		return err
-	}
-	src := cfg.Source
-	if src == "" {
-		src = "built-in default"
-	}
-	fmt.Fprintf(stdout, "%s: OK (%d users, firewall %s)\n", src, len(cfg.Users), cfg.Firewall.Mode)
+	fmt.Fprintf(stdout, "%s: OK (%d users, firewall %s)\n", sourceName(cfg), len(cfg.Users), cfg.Firewall.Mode)
 	return nil
 }
 
@@ -149,20 +159,12 @@ func nftConfig(cfg *config.Config) nft.Config {
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("serve", args)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Resolve(path)
+	cfg, path, err := loadConfig("serve", args)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	src := cfg.Source
-	if src == "" {
-		src = "built-in default"
-	}
-	log.Info("starting", "version", version, "config", src)
+	log.Info("starting", "version", version, "config", sourceName(cfg))
 
 	fw, err := openFirewall(cfg, log)
 	if err != nil {
@@ -213,11 +215,7 @@ func cmdFirewall(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("firewall: expected \"status\" or \"reset\"")
 	}
-	path, err := configFlag("firewall "+args[0], args[1:])
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Resolve(path)
+	cfg, _, err := loadConfig("firewall "+args[0], args[1:])
 	if err != nil {
 		return err
 	}
