@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -351,6 +352,9 @@ func (fw *NFTables) committer() {
 		select {
 		case c := <-fw.changes:
 			batch = append(batch[:0], c)
+			// Let sessions that are about to submit reach the channel, so
+			// that under load they join this transaction, not the next.
+			runtime.Gosched()
 		more:
 			for len(batch) < maxBatch {
 				select {

@@ -26,6 +26,7 @@ type session struct {
 	implicit bool
 	log      *slog.Logger
 	ln       *oneShot
+	endOnce  sync.Once
 
 	mu       sync.Mutex
 	cc       ftpserver.ClientContext
@@ -74,11 +75,15 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
 	}
 }
 
-// end runs once per session, from ClientDisconnected or a failed start.
+// end runs once per session (ClientDisconnected, or a failed start).
 // ftpserverlib closes the session's transfer only after ClientDisconnected
 // returns; closing it here first means the port and pinhole are released
 // before the session stops counting as live (Shutdown relies on that).
 func (sess *session) end() {
+	sess.endOnce.Do(sess.finish)
+}
+
+func (sess *session) finish() {
 	sess.ln.Close()
 	sess.mu.Lock()
 	fs, user, lease, data := sess.fs, sess.user, sess.lease, sess.data
