@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -39,6 +40,12 @@ type Options struct {
 type FS struct {
 	root *os.Root
 	opts Options
+
+	// ftpserverlib ends a session before its last transfer has closed its
+	// file, so the root stays open until the last handle is done with it.
+	mu      sync.Mutex
+	handles int
+	closing bool
 }
 
 var (
@@ -61,7 +68,30 @@ func New(dir string, opts Options) (*FS, error) {
 }
 
 // Close releases the root directory handle.
-func (f *FS) Close() error { return f.root.Close() }
+func (f *FS) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closing = true
+	if f.handles > 0 {
+		return nil
+	}
+	return f.root.Close()
+}
+
+// hold and drop count transfer handles; see Close.
+func (f *FS) hold() {
+	f.mu.Lock()
+	f.handles++
+	f.mu.Unlock()
+}
+
+func (f *FS) drop() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.handles--; f.handles == 0 && f.closing {
+		f.root.Close()
+	}
+}
 
 // rel turns an FTP path (absolute, slash-separated, relative to the user's
 // root) into a name for os.Root, which itself refuses anything that leaves the root.

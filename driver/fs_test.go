@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -254,5 +255,78 @@ func TestPartFilesCannotBeAddressed(t *testing.T) {
 	os.WriteFile(filepath.Join(root, partPrefix+"x-f"), []byte("x"), 0o644)
 	if _, err := f.GetHandle("/"+partPrefix+"x-f", os.O_RDONLY, 0); err == nil {
 		t.Error("an upload in progress could be downloaded")
+	}
+}
+
+func TestRestartOffsetsChecked(t *testing.T) {
+	f, root := newFS(t, Options{})
+	p := filepath.Join(root, "f")
+	os.WriteFile(p, []byte("0123456789"), 0o644)
+	if _, err := f.GetHandle("/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, -1); err == nil {
+		t.Error("negative offset accepted for an upload")
+	}
+	if _, err := f.GetHandle("/f", os.O_RDONLY, -1); err == nil {
+		t.Error("negative offset accepted for a download")
+	}
+	if _, err := f.GetHandle("/f", os.O_WRONLY|os.O_CREATE, 11); err == nil {
+		t.Error("REST past the end accepted for an upload")
+	}
+	// REST 4 + STOR whose data connection never opens: nothing changes.
+	h, err := f.GetHandle("/f", os.O_WRONLY|os.O_CREATE, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.(interface{ TransferError(error) }).TransferError(errors.New("425 no data connection"))
+	h.Close()
+	if b, _ := os.ReadFile(p); string(b) != "0123456789" {
+		t.Fatalf("REST+STOR without data changed the file to %q", b)
+	}
+	// A complete, empty REST+STOR cuts at the offset.
+	h, _ = f.GetHandle("/f", os.O_WRONLY|os.O_CREATE, 4)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "0123" {
+		t.Fatalf("empty REST 4 + STOR = %q, want 0123", b)
+	}
+}
+
+// ftpserverlib ends a session (closing its FS) before the transfer's file is
+// closed; the upload must still be renamed into place, not lost.
+func TestUploadSurvivesFSCloseDuringTransfer(t *testing.T) {
+	f, root := newFS(t, Options{})
+	h, err := f.GetHandle("/late.bin", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, h, "arrived")
+	f.Close()
+	if err := h.Close(); err != nil {
+		t.Fatalf("upload closed after its session: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "late.bin")); string(b) != "arrived" {
+		t.Fatalf("late.bin = %q", b)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 1 {
+		t.Fatalf("%d entries left, want 1", len(entries))
+	}
+	if _, err := f.root.Stat("."); err == nil {
+		t.Fatal("root still open after the last handle closed")
+	}
+}
+
+func TestLongNameUpload(t *testing.T) {
+	f, root := newFS(t, Options{})
+	name := strings.Repeat("n", 250)
+	h, err := f.GetHandle("/"+name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, h, "x")
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, name)); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -23,9 +23,26 @@ import (
 // upload never damages the previous file. Resumed uploads (REST, APPE) write in
 // place: their point is to keep what already arrived.
 func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTransfer, error) {
-	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
-		return f.download(name, offset)
+	if offset < 0 {
+		return nil, &fs.PathError{Op: "rest", Path: name, Err: errors.New("negative restart offset")}
 	}
+	var (
+		t   *transfer
+		err error
+	)
+	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
+		t, err = f.download(name, offset)
+	} else {
+		t, err = f.upload(name, flags, offset)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.hold()
+	return t, nil
+}
+
+func (f *FS) upload(name string, flags int, offset int64) (*transfer, error) {
 	r, err := f.writable("upload", name)
 	if err != nil {
 		return nil, err
@@ -39,7 +56,7 @@ func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTran
 	return f.replace(name, r)
 }
 
-func (f *FS) download(name string, offset int64) (ftpserver.FileTransfer, error) {
+func (f *FS) download(name string, offset int64) (*transfer, error) {
 	r, err := rel(name)
 	if err != nil {
 		return nil, err
@@ -55,25 +72,32 @@ func (f *FS) download(name string, offset int64) (ftpserver.FileTransfer, error)
 		}
 		return nil, err
 	}
-	return &transfer{File: file, fs: f, path: name, dir: "download", offset: offset, start: time.Now()}, nil
+	return &transfer{File: file, fs: f, path: name, dir: "download", offset: offset, start: time.Now(), truncateAt: -1}, nil
 }
 
-func (f *FS) resume(name, r string, flags int, offset int64) (ftpserver.FileTransfer, error) {
+func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) {
 	file, err := f.root.OpenFile(r, flags&(os.O_WRONLY|os.O_APPEND|os.O_CREATE), 0o644)
 	if err != nil {
 		return nil, err
 	}
+	t := &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now(), truncateAt: -1}
 	if flags&os.O_APPEND == 0 {
-		// The resumed part replaces whatever followed offset.
-		if err := file.Truncate(offset); err != nil {
-			file.Close()
-			return nil, fmt.Errorf("truncate %s at %d: %w", name, offset, err)
+		fi, err := file.Stat()
+		if err == nil && offset > fi.Size() {
+			err = fmt.Errorf("restart offset %d is past the end (%d bytes)", offset, fi.Size())
 		}
+		if err != nil {
+			file.Close()
+			return nil, &fs.PathError{Op: "rest", Path: name, Err: err}
+		}
+		// The resumed part replaces whatever followed offset, but only
+		// once data arrives: a client that never connects changes nothing.
+		t.truncateAt = offset
 	}
-	return &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now()}, nil
+	return t, nil
 }
 
-func (f *FS) replace(name, r string) (ftpserver.FileTransfer, error) {
+func (f *FS) replace(name, r string) (*transfer, error) {
 	mode := os.FileMode(0o644)
 	if fi, err := f.root.Stat(r); err == nil {
 		if fi.IsDir() {
@@ -83,12 +107,13 @@ func (f *FS) replace(name, r string) (ftpserver.FileTransfer, error) {
 	}
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
-	tmp := path.Join(path.Dir(r), partPrefix+hex.EncodeToString(rnd[:])+"-"+path.Base(r))
+	// Fixed length, so that any name that fits the file system can be uploaded.
+	tmp := path.Join(path.Dir(r), partPrefix+hex.EncodeToString(rnd[:]))
 	file, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return nil, err
 	}
-	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r}, nil
+	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil
 }
 
 // transfer is one open RETR/STOR/APPE handle; it counts bytes, decides the
@@ -104,6 +129,9 @@ type transfer struct {
 	failed error
 	// tmp and final are set for replacing uploads.
 	tmp, final string
+	// truncateAt is where a REST+STOR cuts the file, -1 once done or for
+	// other transfers.
+	truncateAt int64
 }
 
 var _ ftpserver.FileTransferError = (*transfer)(nil)
@@ -114,7 +142,23 @@ func (t *transfer) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// cut applies a pending REST+STOR truncation before the first byte lands.
+func (t *transfer) cut() error {
+	if t.truncateAt < 0 {
+		return nil
+	}
+	at := t.truncateAt
+	t.truncateAt = -1
+	if err := t.File.Truncate(at); err != nil {
+		return fmt.Errorf("truncate %s at %d: %w", t.path, at, err)
+	}
+	return nil
+}
+
 func (t *transfer) Write(p []byte) (int, error) {
+	if err := t.cut(); err != nil {
+		return 0, err
+	}
 	n, err := t.File.Write(p)
 	t.bytes += int64(n)
 	return n, err
@@ -122,6 +166,9 @@ func (t *transfer) Write(p []byte) (int, error) {
 
 // ReadFrom and WriteTo keep *os.File's fast paths (io.Copy prefers them) while counting.
 func (t *transfer) ReadFrom(r io.Reader) (int64, error) {
+	if err := t.cut(); err != nil {
+		return 0, err
+	}
 	n, err := t.File.ReadFrom(r)
 	t.bytes += n
 	return n, err
@@ -143,11 +190,16 @@ func (t *transfer) TransferError(err error) {
 // Close finishes the transfer: a replacing upload is synced and renamed into
 // place only if nothing went wrong, otherwise removed.
 func (t *transfer) Close() error {
+	defer t.fs.drop()
 	if t.dir == "upload" && t.failed == nil && t.fs.opts.UploadComplete != nil {
 		t.failed = t.fs.opts.UploadComplete()
 	}
 	var err error
-	if t.tmp != "" && t.failed == nil {
+	if t.failed == nil {
+		// A complete but empty REST+STOR still cuts the file at the offset.
+		err = t.cut()
+	}
+	if t.tmp != "" && t.failed == nil && err == nil {
 		err = t.File.Sync()
 	}
 	if cerr := t.File.Close(); err == nil {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/ftpsd/ftpsd/nft"
 )
@@ -128,8 +129,9 @@ func (g Getter) NumberAttempts() int { return min(g.p.Size(), 10) }
 // Lease claims the port ln is bound to for client and opens the pinhole
 // (client, port) before returning, so that the reply naming the port is only
 // sent once the kernel admits the client. The returned listener admits one
-// data connection from client only and ends the lease when closed.
-func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string) (*Lease, error) {
+// data connection from client only and ends the lease when closed. If the
+// client has not connected within wait (0: no limit), the lease ends itself.
+func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string, wait time.Duration) (*Lease, error) {
 	addr, ok := ln.Addr().(*net.TCPAddr)
 	if !ok {
 		return nil, fmt.Errorf("passive listener has address %v, not TCP", ln.Addr())
@@ -143,5 +145,8 @@ func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string) (*Lease, 
 		p.release(port)
 		return nil, fmt.Errorf("open pinhole %s:%d: %w", client, port, err)
 	}
-	return &Lease{Listener: ln, pool: p, client: client, port: port, label: label, holeOpen: true}, nil
+	if tl, ok := ln.(*net.TCPListener); ok && wait > 0 {
+		tl.SetDeadline(time.Now().Add(wait))
+	}
+	return newLease(ln, p, client, port, label), nil
 }

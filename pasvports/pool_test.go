@@ -94,7 +94,7 @@ func TestLeaseOpensAndClosesPinhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	ln := listen(t, p)
-	l, err := p.Lease(ln, loopback, "user=a session=1")
+	l, err := p.Lease(ln, loopback, "user=a session=1", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestLeaseRefusesForeignAddress(t *testing.T) {
 	lo, hi := testRange(t, 5)
 	p, _ := New(lo, hi, fw, nil)
 	ln := listen(t, p)
-	l, err := p.Lease(ln, loopback, "")
+	l, err := p.Lease(ln, loopback, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestAcceptTimeoutClosesPinhole(t *testing.T) {
 	lo, hi := testRange(t, 5)
 	p, _ := New(lo, hi, fw, nil)
 	ln := listen(t, p)
-	l, _ := p.Lease(ln, loopback, "")
+	l, _ := p.Lease(ln, loopback, "", 0)
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(50 * time.Millisecond))
 	if _, err := l.Accept(); err == nil {
 		t.Fatal("accept did not time out")
@@ -198,7 +198,7 @@ func TestFirewallFailureFailsLease(t *testing.T) {
 	p, _ := New(lo, hi, fw, nil)
 	ln := listen(t, p)
 	defer ln.Close()
-	if _, err := p.Lease(ln, loopback, ""); err == nil {
+	if _, err := p.Lease(ln, loopback, "", 0); err == nil {
 		t.Fatal("lease succeeded without a pinhole")
 	}
 	if p.Free() != p.Size() {
@@ -210,12 +210,12 @@ func TestNoDoubleLease(t *testing.T) {
 	lo, hi := testRange(t, 5)
 	p, _ := New(lo, hi, newFake(), nil)
 	ln := listen(t, p)
-	l, err := p.Lease(ln, loopback, "")
+	l, err := p.Lease(ln, loopback, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	if _, err := p.Lease(ln, netip.MustParseAddr("127.0.0.9"), ""); err == nil {
+	if _, err := p.Lease(ln, netip.MustParseAddr("127.0.0.9"), "", 0); err == nil {
 		t.Fatal("the same port was leased twice")
 	}
 	for range 1000 {
@@ -230,7 +230,7 @@ func TestExhaustion(t *testing.T) {
 	p, _ := New(lo, hi, newFake(), nil)
 	var leases []*Lease
 	for range 3 {
-		l, err := p.Lease(listen(t, p), loopback, "")
+		l, err := p.Lease(listen(t, p), loopback, "", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +308,7 @@ func TestNoLeakAfterManyTransfers(t *testing.T) {
 						break
 					}
 				}
-				l, err := p.Lease(ln, loopback, "")
+				l, err := p.Lease(ln, loopback, "", 0)
 				if err != nil {
 					ln.Close()
 					errs <- fmt.Errorf("session %d transfer %d: %w", s, i, err)
@@ -346,5 +346,84 @@ func TestNoLeakAfterManyTransfers(t *testing.T) {
 	}
 	if fw.opened != sessions*per {
 		t.Fatalf("opened %d pinholes, want %d", fw.opened, sessions*per)
+	}
+}
+
+// The pinhole closes when the client connects, not when the transfer
+// command gets round to Accept.
+func TestPinholeClosesOnArrival(t *testing.T) {
+	fw := newFake()
+	lo, hi := testRange(t, 5)
+	p, _ := New(lo, hi, fw, nil)
+	ln := listen(t, p)
+	l, err := p.Lease(ln, loopback, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for fw.isOpen(loopback, l.Port()) {
+		if time.Now().After(deadline) {
+			t.Fatal("pinhole still open after the client connected")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	got, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("a second Accept succeeded")
+	}
+}
+
+// A reply the client never uses ends by itself after wait: port back, hole closed.
+func TestUnusedLeaseEndsItself(t *testing.T) {
+	fw := newFake()
+	lo, hi := testRange(t, 5)
+	p, _ := New(lo, hi, fw, nil)
+	l, err := p.Lease(listen(t, p), loopback, "", 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Free() != p.Size() || fw.count() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("unused lease still holds its port (free %d/%d) or pinhole (%d)", p.Free(), p.Size(), fw.count())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := l.Accept(); err == nil {
+		t.Fatal("Accept on an expired lease succeeded")
+	}
+	l.Close()
+}
+
+// Close while Accept waits: Accept returns, nothing leaks.
+func TestCloseUnblocksAccept(t *testing.T) {
+	fw := newFake()
+	lo, hi := testRange(t, 5)
+	p, _ := New(lo, hi, fw, nil)
+	l, _ := p.Lease(listen(t, p), loopback, "", 0)
+	done := make(chan error, 1)
+	go func() { _, err := l.Accept(); done <- err }()
+	time.Sleep(20 * time.Millisecond)
+	l.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Accept succeeded on a closed lease")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Accept still blocked after Close")
+	}
+	if p.Free() != p.Size() || fw.count() != 0 {
+		t.Fatal("leak after Close during Accept")
 	}
 }

@@ -40,6 +40,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[uint64]*session
+	admitted  int // connections past admit, including those still in the implicit TLS handshake
 	perIP     map[netip.Addr]int
 	closing   bool
 	idle      chan struct{} // closed when the last session ends during shutdown
@@ -194,11 +195,12 @@ func (s *Server) admit(ip netip.Addr) string {
 	switch {
 	case s.closing:
 		return "Server shutting down"
-	case len(s.sessions) >= s.cfg.Server.MaxClients:
+	case s.admitted >= s.cfg.Server.MaxClients:
 		return "Too many users, try again later"
 	case s.perIP[ip] >= s.cfg.Server.MaxClientsPerIP:
 		return "Too many connections from your address"
 	}
+	s.admitted++
 	s.perIP[ip]++
 	return ""
 }
@@ -206,15 +208,20 @@ func (s *Server) admit(ip netip.Addr) string {
 func (s *Server) handle(conn net.Conn, implicit bool) {
 	ip := remoteIP(conn)
 	refusal := s.admit(ip)
+	if refusal != "" && implicit {
+		// A refusal over implicit TLS would cost a handshake per refused
+		// connection, which is what a flood wants; just close.
+		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
+		conn.Close()
+		return
+	}
 	if implicit {
 		tconn := tls.Server(conn, s.tlsConf.Load())
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
 			s.log.Info("implicit TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
 			conn.Close()
-			if refusal == "" {
-				s.leave(ip)
-			}
+			s.leave(ip)
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -230,9 +237,15 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 	s.runSession(conn, ip, implicit)
 }
 
+// leave releases what admit took.
 func (s *Server) leave(ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.leaveLocked(ip)
+}
+
+func (s *Server) leaveLocked(ip netip.Addr) {
+	s.admitted--
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
@@ -247,9 +260,7 @@ func (s *Server) register(sess *session) {
 func (s *Server) unregister(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
-	if s.perIP[sess.clientIP]--; s.perIP[sess.clientIP] <= 0 {
-		delete(s.perIP, sess.clientIP)
-	}
+	s.leaveLocked(sess.clientIP)
 	if s.closing && len(s.sessions) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -286,7 +297,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for force := false; ; {
 		for _, sess := range s.liveSessions() {
 			if force || !sess.busy() {
-				sess.close()
+				// In parallel: one session's close may wait on its transfer.
+				go sess.close()
 			}
 		}
 		if force {

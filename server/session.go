@@ -20,13 +20,14 @@ import (
 // it. It is that server's MainDriver, so every hook below knows whose
 // connection it is serving.
 type session struct {
-	srv      *Server
-	id       uint64
-	clientIP netip.Addr
-	implicit bool
-	log      *slog.Logger
-	ln       *oneShot
-	endOnce  sync.Once
+	srv       *Server
+	id        uint64
+	clientIP  netip.Addr
+	implicit  bool
+	log       *slog.Logger
+	ln        *oneShot
+	endOnce   sync.Once
+	closeOnce sync.Once
 
 	mu       sync.Mutex
 	cc       ftpserver.ClientContext
@@ -105,10 +106,19 @@ func (sess *session) finish() {
 
 // close forces the control connection shut (server shutdown).
 func (sess *session) close() {
+	sess.closeOnce.Do(sess.closeNow)
+}
+
+func (sess *session) closeNow() {
 	sess.mu.Lock()
-	cc := sess.cc
+	cc, lease := sess.cc, sess.lease
 	sess.closedCC = true
 	sess.mu.Unlock()
+	// ftpserverlib's Close waits for a transfer blocked in Accept (until
+	// data_timeout); ending the lease first makes that Accept return now.
+	if lease != nil {
+		lease.Close()
+	}
 	if cc != nil {
 		cc.Close()
 	} else {
@@ -263,7 +273,7 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 	if prev != nil {
 		prev.Close()
 	}
-	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id))
+	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id), sess.srv.cfg.Server.DataTimeout)
 	if err != nil {
 		ln.Close()
 		sess.log.Error("passive transfer refused", "err", err)
@@ -271,7 +281,7 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 	}
 	dl := &dataListener{Lease: lease, sess: sess}
 	sess.mu.Lock()
-	sess.lease = dl
+	sess.lease, sess.data = dl, nil
 	sess.mu.Unlock()
 	return dl, nil
 }
@@ -284,7 +294,11 @@ func (sess *session) uploadComplete() error {
 	sess.mu.Lock()
 	dc, cc := sess.data, sess.cc
 	sess.mu.Unlock()
-	if dc == nil || cc == nil || !cc.HasTLSForTransfers() {
+	if dc == nil {
+		// Nothing was received: never replace a file with an empty one.
+		return errors.New("no data connection was opened")
+	}
+	if cc == nil || !cc.HasTLSForTransfers() {
 		return nil
 	}
 	if dc.rawEOF.Load() {

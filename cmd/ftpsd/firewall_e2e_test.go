@@ -79,11 +79,17 @@ func TestPinholeOnlyForTheClientAndOnlyOnce(t *testing.T) {
 				t.Fatalf("drop counter did not rise (%d -> %d)", before, after)
 			}
 
-			// A connects and the transfer starts.
+			// A connects; the pinhole closes at once, before any transfer
+			// command, so nobody (a NAT neighbour of A's, say) gets a second
+			// connection queued behind A's.
 			data, err := c.DialData(port)
 			if err != nil {
 				t.Fatal(err)
 			}
+			waitFor(t, 5*time.Second, "the pinhole to close on arrival", func() bool {
+				return strings.Contains(s.status(), "open pinholes: 0")
+			})
+			s.mustBeDropped(fam.a, addr, "second connection from the client's address before RETR")
 			if _, err := c.Expect(150, "RETR f.bin"); err != nil {
 				t.Fatal(err)
 			}

@@ -165,6 +165,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	log.Info("starting", "version", version, "config", sourceName(cfg))
+	// Registered before the slow start-up steps, so that an early SIGHUP
+	// does not kill the process and an early SIGTERM still stops it cleanly.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 
 	fw, err := openFirewall(cfg, log)
 	if err != nil {
@@ -184,9 +189,6 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			next, err := config.Resolve(path)
