@@ -193,3 +193,58 @@ func TestMaxClients(t *testing.T) {
 		t.Fatalf("over max_clients: %v %v, want 421", rep, err)
 	}
 }
+
+// TestImplicitHandshakesCountTowardsMaxClients: connections still in their
+// implicit-TLS handshake hold a slot, so silent connections cannot push the
+// server past max_clients.
+func TestImplicitHandshakesCountTowardsMaxClients(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{maxClients: 2, perIP: 2})
+	s.waitLog("session end", 5*time.Second)
+	imp := fmt.Sprintf("%s:%d", srvIP4, impPort)
+	for _, src := range []string{"127.0.0.5", "127.0.0.6"} {
+		c, err := s.dial(src, 2*time.Second)("tcp", imp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close() // silent: never starts TLS
+	}
+	// Give the server a moment to admit both.
+	time.Sleep(200 * time.Millisecond)
+	extra, err := s.dial("127.0.0.7", 2*time.Second)("tcp", imp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); isTimeout(err) {
+		t.Fatal("a third implicit connection was kept open past max_clients")
+	}
+	_, rep, err := ftpclient.Dial(s.dial(cliB4, 2*time.Second), fmt.Sprintf("%s:%d", srvIP4, ctlPort), clientTLS, false)
+	if err != nil || rep.Code != 421 {
+		t.Fatalf("explicit connection while two implicit handshakes are pending: %v %v, want 421", rep, err)
+	}
+}
+
+// TestShutdownWithPendingTransfers: sessions blocked waiting for a data
+// connection that never comes do not hold up SIGTERM.
+func TestShutdownWithPendingTransfers(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{dataTimeout: "20s", maxClients: 20, perIP: 20})
+	os.WriteFile(filepath.Join(s.root("alice"), "f"), []byte("x"), 0o644)
+	for range 5 {
+		c := s.client(cliA4, srvIP4, "alice")
+		if _, err := c.EPSV(); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c.Conn(), "RETR f\r\n")
+	}
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM waited on transfers whose data connection never came")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v", d)
+	}
+}

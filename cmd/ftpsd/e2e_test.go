@@ -506,3 +506,69 @@ func TestStalledDataConnection(t *testing.T) {
 		t.Fatalf("transfer after a stalled one: %q %v", b, err)
 	}
 }
+
+// TestUploadThenClientVanishes: the client sends a whole upload and drops
+// the control connection at once, before the 226. ftpserverlib ends the
+// session (and cuts its data connection) while the file may still be open:
+// the target must be either the complete upload or untouched, never
+// partial, and no hidden part file may stay behind.
+func TestUploadThenClientVanishes(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{})
+	want := bytes.Repeat([]byte("complete"), 1<<20)
+	for i := range 5 {
+		name := fmt.Sprintf("up%d.bin", i)
+		c := s.client(cliA4, srvIP4, "alice")
+		data, err := c.Begin("STOR " + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := data.Write(want); err != nil {
+			t.Fatal(err)
+		}
+		data.Close() // close_notify
+		ctl := c.Conn().(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+		ctl.SetLinger(0)
+		ctl.Close()
+	}
+	waitFor(t, 10*time.Second, "all five uploads to be settled", func() bool {
+		return countLines(s.log.String(), "msg=transfer", "direction=upload") == 5
+	})
+	entries, _ := os.ReadDir(s.root("alice"))
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".ftpsd-part-") {
+			t.Errorf("part file left behind: %s", e.Name())
+			continue
+		}
+		if got, _ := os.ReadFile(filepath.Join(s.root("alice"), e.Name())); !bytes.Equal(got, want) {
+			t.Errorf("%s is partial: %d of %d bytes", e.Name(), len(got), len(want))
+		}
+	}
+}
+
+// TestBadRestartOffsets: REST -1 or past the end, then STOR, never empties or
+// truncates the file; REST with a data connection that never opens neither.
+func TestBadRestartOffsets(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{dataTimeout: "1s"})
+	target := filepath.Join(s.root("alice"), "keep.bin")
+	want := randomFile(t, target, 100_000)
+	c := s.client(cliA4, srvIP4, "alice")
+	for _, rest := range []string{"-1", "200000"} {
+		c.Cmd("REST %s", rest)
+		if _, err := c.EPSV(); err != nil {
+			t.Fatal(err)
+		}
+		if rep, _ := c.Cmd("STOR keep.bin"); rep.Code < 400 {
+			t.Errorf("REST %s + STOR: %v, want a refusal", rest, rep)
+		}
+	}
+	if _, err := c.Expect(350, "REST 10"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.EPSV(); err != nil {
+		t.Fatal(err)
+	}
+	c.Cmd("STOR keep.bin") // no data connection: 425 after data_timeout
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+		t.Fatalf("file changed to %d bytes", len(got))
+	}
+}
