@@ -397,9 +397,9 @@ func (fw *NFTables) commit(batch []*change) {
 			}
 			return
 		}
-		if !queued {
-			fw.redial()
-		}
+		// After a failed queue or flush the Conn may hold queued messages
+		// or unread acknowledgements: start the retries on a fresh one.
+		fw.redial()
 	}
 	for _, c := range batch {
 		c.done <- fw.commitOne(c.queue)
@@ -415,6 +415,7 @@ func (fw *NFTables) commitOne(queue func() error) error {
 		return err
 	}
 	if err := fw.conn.Flush(); err != nil {
+		fw.redial()
 		return classify(err)
 	}
 	return nil

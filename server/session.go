@@ -256,13 +256,13 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 		ln.Close()
 		return nil, errors.New("TLS required for data: send PBSZ 0 and PROT P first")
 	}
-	// ftpserverlib builds the PASV reply only after this hook, and drops the
-	// listener without closing it if it cannot: refuse here instead.
-	if cc != nil && cc.GetLastCommand() == "PASV" && sess.srv.cfg.Server.PublicHost == "" {
-		if _, err := sess.publicIP(cc); err != nil {
-			ln.Close()
-			return nil, err
-		}
+	// PASV names an IPv4 address: a client on an IPv6 control connection
+	// would connect from another address than the one the pinhole admits
+	// (and without public_host ftpserverlib cannot even build the reply,
+	// and drops the listener unclosed). Refuse before leasing a port.
+	if cc != nil && cc.GetLastCommand() == "PASV" && !sess.clientIP.Is4() {
+		ln.Close()
+		return nil, errors.New("PASV cannot name an IPv6 address: use EPSV")
 	}
 	// One PASV, one data connection: a new PASV ends the previous lease.
 	// ftpserverlib does so too, but only if it stored the previous one.
