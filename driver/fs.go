@@ -20,8 +20,9 @@ import (
 // ErrReadOnly is returned for every change attempted by a read-only user.
 var ErrReadOnly = fmt.Errorf("read-only account: %w", fs.ErrPermission)
 
-// partPrefix marks uploads in progress; such names are hidden from listings and cannot be addressed.
-const partPrefix = ".ftpsd-part-"
+// PartPrefix starts the name an upload is written under until it completes;
+// such names are hidden from listings and cannot be addressed.
+const PartPrefix = ".ftpsd-part-"
 
 // Options tune one user's file system.
 type Options struct {
@@ -97,7 +98,7 @@ func (f *FS) drop() {
 // root) into a name for os.Root, which itself refuses anything that leaves the root.
 func rel(name string) (string, error) {
 	clean := path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))
-	if strings.HasPrefix(path.Base(clean), partPrefix) {
+	if strings.HasPrefix(path.Base(clean), PartPrefix) {
 		return "", &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
 	if clean == "/" {
@@ -277,7 +278,7 @@ func (f *FS) ReadDir(name string) ([]os.FileInfo, error) {
 	}
 	out := infos[:0]
 	for _, fi := range infos {
-		if !strings.HasPrefix(fi.Name(), partPrefix) {
+		if !strings.HasPrefix(fi.Name(), PartPrefix) {
 			out = append(out, fi)
 		}
 	}

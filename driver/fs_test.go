@@ -252,8 +252,8 @@ func TestDeleVersusRmd(t *testing.T) {
 
 func TestPartFilesCannotBeAddressed(t *testing.T) {
 	f, root := newFS(t, Options{})
-	os.WriteFile(filepath.Join(root, partPrefix+"x-f"), []byte("x"), 0o644)
-	if _, err := f.GetHandle("/"+partPrefix+"x-f", os.O_RDONLY, 0); err == nil {
+	os.WriteFile(filepath.Join(root, PartPrefix+"x-f"), []byte("x"), 0o644)
+	if _, err := f.GetHandle("/"+PartPrefix+"x-f", os.O_RDONLY, 0); err == nil {
 		t.Error("an upload in progress could be downloaded")
 	}
 }

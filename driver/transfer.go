@@ -108,7 +108,7 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	// Fixed length, so that any name that fits the file system can be uploaded.
-	tmp := path.Join(path.Dir(r), partPrefix+hex.EncodeToString(rnd[:]))
+	tmp := path.Join(path.Dir(r), PartPrefix+hex.EncodeToString(rnd[:]))
 	file, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
 		return nil, err

@@ -71,11 +71,17 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 		return nil, nil, err
 	}
 	s.tlsConf.Store(tc)
+	start := time.Now()
 	users, generated, err := newAccounts(cfg.Users)
 	if err != nil {
 		return nil, nil, err
 	}
 	s.users.Store(users)
+	roots := make([]string, len(cfg.Users))
+	for i, u := range cfg.Users {
+		roots[i] = u.Root
+	}
+	go sweepParts(roots, start, logger)
 	s.ports, err = pasvports.New(cfg.Passive.PortMin, cfg.Passive.PortMax, fw, logger)
 	if err != nil {
 		return nil, nil, err

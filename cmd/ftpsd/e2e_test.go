@@ -572,3 +572,37 @@ func TestBadRestartOffsets(t *testing.T) {
 		t.Fatalf("file changed to %d bytes", len(got))
 	}
 }
+
+// TestServerKilledMidUpload: ftpsd dies with SIGKILL during an upload; the
+// previous file is intact and the next start removes the hidden part file.
+func TestServerKilledMidUpload(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{})
+	target := filepath.Join(s.root("alice"), "big.bin")
+	want := randomFile(t, target, 50_000)
+	c := s.client(cliA4, srvIP4, "alice")
+	data, err := c.Begin("STOR big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data.Write(bytes.Repeat([]byte("n"), 1<<20))
+	parts := func() int {
+		n := 0
+		entries, _ := os.ReadDir(s.root("alice"))
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".ftpsd-part-") {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, 5*time.Second, "the part file to exist", func() bool { return parts() == 1 })
+	s.cmd.Process.Kill()
+	<-s.done
+	data.Close()
+	if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+		t.Fatal("previous file damaged by a killed server")
+	}
+	s.start()
+	waitFor(t, 5*time.Second, "the restart to sweep the part file", func() bool { return parts() == 0 })
+	s.waitLog("removed parts of uploads interrupted", 5*time.Second)
+}
