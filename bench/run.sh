@@ -410,7 +410,7 @@ if want sessions; then
 		log "2. session rate: $CLIENTS $driver clients for ${SESSION_SECS}s (connect, AUTH TLS, login, PBSZ/PROT, PASV, LIST, QUIT)"
 		for run in $(seq "$RUNS"); do
 			for s in $(order "$run"); do
-					lg sessions "$s" -run "$run" -driver "$driver" -c "$CLIENTS" -d "${SESSION_SECS}s"
+				lg sessions "$s" -run "$run" -driver "$driver" -c "$CLIENTS" -d "${SESSION_SECS}s"
 			done
 		done
 	done

@@ -86,13 +86,20 @@ func testRange(t testing.TB, n int) (uint16, uint16) {
 	return 47000, 47000 + uint16(n) - 1
 }
 
-func TestLeaseOpensAndClosesPinhole(t *testing.T) {
+// newPool makes a pool of n ports over a fake firewall.
+func newPool(t testing.TB, n int) (*Pool, *fakeFW) {
+	t.Helper()
 	fw := newFake()
-	lo, hi := testRange(t, 20)
+	lo, hi := testRange(t, n)
 	p, err := New(lo, hi, fw, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, fw
+}
+
+func TestLeaseOpensAndClosesPinhole(t *testing.T) {
+	p, fw := newPool(t, 20)
 	ln := listen(t, p)
 	l, err := p.Lease(ln, loopback, "user=a session=1", 0)
 	if err != nil {
@@ -129,9 +136,7 @@ func TestLeaseOpensAndClosesPinhole(t *testing.T) {
 }
 
 func TestLeaseRefusesForeignAddress(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 5)
 	ln := listen(t, p)
 	l, err := p.Lease(ln, loopback, "", 0)
 	if err != nil {
@@ -173,9 +178,7 @@ func TestLeaseRefusesForeignAddress(t *testing.T) {
 }
 
 func TestAcceptTimeoutClosesPinhole(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 5)
 	ln := listen(t, p)
 	l, _ := p.Lease(ln, loopback, "", 0)
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(50 * time.Millisecond))
@@ -192,10 +195,8 @@ func TestAcceptTimeoutClosesPinhole(t *testing.T) {
 }
 
 func TestFirewallFailureFailsLease(t *testing.T) {
-	fw := newFake()
+	p, fw := newPool(t, 5)
 	fw.failOpen = errors.New("netlink: permission denied")
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
 	ln := listen(t, p)
 	defer ln.Close()
 	if _, err := p.Lease(ln, loopback, "", 0); err == nil {
@@ -207,8 +208,7 @@ func TestFirewallFailureFailsLease(t *testing.T) {
 }
 
 func TestNoDoubleLease(t *testing.T) {
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, newFake(), nil)
+	p, _ := newPool(t, 5)
 	ln := listen(t, p)
 	l, err := p.Lease(ln, loopback, "", 0)
 	if err != nil {
@@ -226,8 +226,7 @@ func TestNoDoubleLease(t *testing.T) {
 }
 
 func TestExhaustion(t *testing.T) {
-	lo, hi := testRange(t, 3)
-	p, _ := New(lo, hi, newFake(), nil)
+	p, _ := newPool(t, 3)
 	var leases []*Lease
 	for range 3 {
 		l, err := p.Lease(listen(t, p), loopback, "", 0)
@@ -251,8 +250,7 @@ func TestExhaustion(t *testing.T) {
 }
 
 func TestCandidatesSpreadOverRange(t *testing.T) {
-	lo, hi := testRange(t, 100)
-	p, _ := New(lo, hi, newFake(), nil)
+	p, _ := newPool(t, 100)
 	seen := map[uint16]int{}
 	for range 10000 {
 		c, _ := p.Candidate()
@@ -285,9 +283,7 @@ func TestCandidatesSpreadOverRange(t *testing.T) {
 // completed, aborted before connecting and timed out; every port comes back
 // and no pinhole is left.
 func TestNoLeakAfterManyTransfers(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 64)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 64)
 	const sessions, per = 8, 1250
 	var wg sync.WaitGroup
 	errs := make(chan error, sessions)
@@ -322,6 +318,12 @@ func TestNoLeakAfterManyTransfers(t *testing.T) {
 						}
 					}()
 					if c, err := l.Accept(); err == nil {
+						if fw.isOpen(loopback, l.Port()) {
+							c.Close()
+							l.Close()
+							errs <- fmt.Errorf("session %d transfer %d: pinhole open after the data connection arrived", s, i)
+							return
+						}
 						c.Close()
 					}
 				case 1: // client never connects: new PASV / ABOR closes the lease
@@ -352,9 +354,7 @@ func TestNoLeakAfterManyTransfers(t *testing.T) {
 // The pinhole closes when the client connects, not when the transfer
 // command gets round to Accept.
 func TestPinholeClosesOnArrival(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 5)
 	ln := listen(t, p)
 	l, err := p.Lease(ln, loopback, "", 0)
 	if err != nil {
@@ -385,9 +385,7 @@ func TestPinholeClosesOnArrival(t *testing.T) {
 
 // A reply the client never uses ends by itself after wait: port back, hole closed.
 func TestUnusedLeaseEndsItself(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 5)
 	l, err := p.Lease(listen(t, p), loopback, "", 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -407,9 +405,7 @@ func TestUnusedLeaseEndsItself(t *testing.T) {
 
 // Close while Accept waits: Accept returns, nothing leaks.
 func TestCloseUnblocksAccept(t *testing.T) {
-	fw := newFake()
-	lo, hi := testRange(t, 5)
-	p, _ := New(lo, hi, fw, nil)
+	p, fw := newPool(t, 5)
 	l, _ := p.Lease(listen(t, p), loopback, "", 0)
 	done := make(chan error, 1)
 	go func() { _, err := l.Accept(); done <- err }()

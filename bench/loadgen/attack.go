@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,11 +30,7 @@ import (
 // many bytes the attacker got, and whether the legitimate download was
 // complete and correct.
 func cmdAttack(args []string) error {
-	fs := flag.NewFlagSet("attack", flag.ContinueOnError)
-	var cm common
-	var t target
-	cm.register(fs)
-	t.register(fs)
+	fs, cm, t := flags("attack")
 	attacker := fs.String("attacker", "", "attacker source address")
 	portRange := fs.String("range", "", "passive port range lo-hi to sweep")
 	srvNetns := fs.String("srv-netns", "", "server network namespace (path), where the counters live")

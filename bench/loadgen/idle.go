@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"sync"
 	"time"
@@ -13,11 +12,7 @@ import (
 // lets them sit idle, and records the server's PSS per session: the PSS sum
 // over the cgroup's processes with the sessions open, less the sum before.
 func cmdIdle(args []string) error {
-	fs := flag.NewFlagSet("idle", flag.ContinueOnError)
-	var cm common
-	var t target
-	cm.register(fs)
-	t.register(fs)
+	fs, cm, t := flags("idle")
 	n := fs.Int("n", 200, "idle sessions")
 	par := fs.Int("c", 8, "sessions opened in parallel")
 	wait := fs.Duration("settle", 3*time.Second, "idle time before memory is read")

@@ -109,6 +109,16 @@ type common struct {
 	cgroup string
 }
 
+// flags starts a subcommand's flag set with the flags every measurement
+// against a server shares.
+func flags(name string) (*flag.FlagSet, *common, *target) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cm, t := &common{}, &target{}
+	cm.register(fs)
+	t.register(fs)
+	return fs, cm, t
+}
+
 func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", "", "server label in the results (vsftpd, ftpsd)")
 	fs.IntVar(&c.run, "run", 1, "run number")

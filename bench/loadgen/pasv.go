@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"slices"
@@ -15,11 +14,7 @@ import (
 // would show here as a dropped SYN and a retransmission a second later).
 // Each sample then lists a small directory so the port is used and freed.
 func cmdPasv(args []string) error {
-	fs := flag.NewFlagSet("pasv", flag.ContinueOnError)
-	var cm common
-	var t target
-	cm.register(fs)
-	t.register(fs)
+	fs, cm, t := flags("pasv")
 	n := fs.Int("n", 500, "samples")
 	warm := fs.Int("warmup", 20, "samples discarded first")
 	if err := fs.Parse(args); err != nil {

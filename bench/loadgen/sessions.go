@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/exec"
@@ -16,11 +15,7 @@ import (
 // cmdSessions measures the session rate: -c clients loop for -d, each
 // session = connect, AUTH TLS, USER/PASS, PBSZ/PROT, PASV, LIST, QUIT.
 func cmdSessions(args []string) error {
-	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
-	var cm common
-	var t target
-	cm.register(fs)
-	t.register(fs)
+	fs, cm, t := flags("sessions")
 	driver := fs.String("driver", "go", `"go" (this program's FTPS client) or "curl"`)
 	clients := fs.Int("c", 16, "parallel clients")
 	dur := fs.Duration("d", 20*time.Second, "how long clients start new sessions")
@@ -38,9 +33,9 @@ func cmdSessions(args []string) error {
 	var one func(ctx context.Context) error
 	switch *driver {
 	case "go":
-		one = func(context.Context) error { return goSession(&t) }
+		one = func(context.Context) error { return goSession(t) }
 	case "curl":
-		one = func(ctx context.Context) error { return curlSession(ctx, *curlBin, &t) }
+		one = func(ctx context.Context) error { return curlSession(ctx, *curlBin, t) }
 	default:
 		return fmt.Errorf("unknown driver %q", *driver)
 	}

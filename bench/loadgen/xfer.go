@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,11 +13,7 @@ import (
 // cmdXfer runs one curl download or upload and records MB/s and the server's
 // CPU seconds per GiB.
 func cmdXfer(args []string) error {
-	fs := flag.NewFlagSet("xfer", flag.ContinueOnError)
-	var cm common
-	var t target
-	cm.register(fs)
-	t.register(fs)
+	fs, cm, t := flags("xfer")
 	dir := fs.String("dir", "down", `"down" (RETR -remote to /dev/null) or "up" (STOR -local as -remote)`)
 	remote := fs.String("remote", "", "remote path")
 	local := fs.String("local", "", "local file to upload")
@@ -61,7 +56,7 @@ func cmdXfer(args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, *curlBin, curlArgs(&t, extra...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, *curlBin, curlArgs(t, extra...)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(string(out)))
 	}

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -364,5 +363,3 @@ func randomFile(t *testing.T, path string, n int) []byte {
 	}
 	return b
 }
-
-var _ = io.EOF
