@@ -6,6 +6,7 @@ package nft
 
 import (
 	"errors"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -77,6 +78,46 @@ type Config struct {
 	// NetNSFd is 0 for the current network namespace, else an fd of the
 	// namespace to work in (tests).
 	NetNSFd int
+	// Mark, when MarkMask is non-zero, is set (within MarkMask) on every
+	// new connection the guard admits through a pinhole, so that a host
+	// ruleset can accept exactly the marked ones and stay closed while
+	// ftpsd's table is absent (README, "fail-closed recipe").
+	Mark, MarkMask uint32
+	// CheckInterval is how often the table is verified even without a
+	// netlink event (the backstop for a missed event); default
+	// DefaultCheckInterval.
+	CheckInterval time.Duration
+	// OnRestore, if set, is called after each restore of the table (from
+	// the watcher goroutine; it must not block for long).
+	OnRestore func(Restore)
+	// Logger receives restore and watcher messages; default slog.Default().
+	Logger *slog.Logger
+
+	// noEvents leaves only the periodic check (tests of the backstop).
+	noEvents bool
+}
+
+// DefaultCheckInterval is the backstop period of the table watcher.
+const DefaultCheckInterval = 2 * time.Second
+
+// Restore describes one re-creation of the table after something else
+// removed or changed it.
+type Restore struct {
+	// At is when the restore was committed.
+	At time.Time
+	// Missing says what was found missing or altered, e.g. "table" or
+	// "rules of chain guard".
+	Missing string
+	// Took is the time from noticing the damage to the commit.
+	Took time.Duration
+	// Pinholes is how many live pinholes were put back.
+	Pinholes int
+}
+
+// Restores counts the restores since Setup, with the last one.
+type Restores struct {
+	Count int
+	Last  Restore
 }
 
 // ErrPermission is wrapped by errors caused by a missing CAP_NET_ADMIN.
@@ -135,6 +176,15 @@ func (c Config) withDefaults(needRange bool) (Config, error) {
 	}
 	if needRange && (c.PortMin == 0 || c.PortMax < c.PortMin) {
 		return c, errors.New("passive port range must be 1-65535 with min <= max")
+	}
+	if c.Mark&^c.MarkMask != 0 || (c.MarkMask != 0 && c.Mark == 0) {
+		return c, errors.New("packet mark must be non-zero and lie within its mask")
+	}
+	if c.CheckInterval <= 0 {
+		c.CheckInterval = DefaultCheckInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
 	}
 	return c, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -60,6 +61,24 @@ type NFTables struct {
 	// changes feeds the committer goroutine; quit stops it (Release).
 	changes chan *change
 	quit    chan struct{}
+
+	// live mirrors the pinholes ftpsd has open, so that a restore can
+	// put them back with the time they have left. liveMu nests inside mu.
+	liveMu sync.Mutex
+	live   map[string]liveElem
+
+	// restores counts restores; guarded by mu (restores run under it).
+	restores Restores
+	// watch is the table watcher; nil for Attach.
+	watch *watcher
+}
+
+// liveElem is one pinhole as ftpsd opened it.
+type liveElem struct {
+	set      *nftables.Set
+	key      []byte
+	label    string
+	deadline time.Time
 }
 
 // Setup creates or adopts ftpsd's table: in one transaction it adds the
@@ -68,7 +87,10 @@ type NFTables struct {
 // changed port range takes effect, and at no instant is the range
 // unguarded. No other table is touched. The returned value keeps one
 // lasting netlink connection: a connection per operation would make every
-// close wait for an RCU grace period (DESIGN.md §3).
+// close wait for an RCU grace period (DESIGN.md §3). It also watches the
+// table and restores it whenever something else removes or alters it
+// (watch.go); the caller should own the table first (Claim), or two
+// processes would keep replacing each other's table.
 func Setup(cfg Config) (*NFTables, error) {
 	cfg, err := cfg.withDefaults(true)
 	if err != nil {
@@ -79,19 +101,9 @@ func Setup(cfg Config) (*NFTables, error) {
 		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
 	fw := newNFTables(cfg, conn)
-
-	conn.AddTable(fw.table)
-	conn.DelTable(fw.table)
-	conn.AddTable(fw.table)
-	for _, s := range []*nftables.Set{fw.set4, fw.set6} {
-		if err := conn.AddSet(s, nil); err != nil {
-			_ = conn.CloseLasting()
-			return nil, fmt.Errorf("set up table inet %s: add set %s: %w", cfg.Table, s.Name, err)
-		}
-	}
-	conn.AddChain(fw.chain)
-	for _, r := range fw.guardRules() {
-		conn.AddRule(r)
+	if err := fw.queueTable(nil); err != nil {
+		_ = conn.CloseLasting()
+		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
 	if err := conn.Flush(); err != nil {
 		_ = conn.CloseLasting()
@@ -104,9 +116,39 @@ func Setup(cfg Config) (*NFTables, error) {
 		}
 		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
+	w, err := startWatcher(fw)
+	if err != nil {
+		_ = conn.CloseLasting()
+		return nil, fmt.Errorf("watch table inet %s: %w", cfg.Table, err)
+	}
+	fw.watch = w
 	go fw.committer()
 	return fw, nil
 }
+
+// queueTable queues, on fw.conn, the transaction that replaces whatever
+// holds the table's name by ftpsd's table with elems in its sets: add (so
+// that the delete cannot fail), delete, create. The delete also removes
+// anything someone added to the table.
+func (fw *NFTables) queueTable(elems map[*nftables.Set][]nftables.SetElement) error {
+	conn := fw.conn
+	conn.AddTable(fw.table)
+	conn.DelTable(fw.table)
+	conn.AddTable(fw.table)
+	for _, s := range fw.sets() {
+		if err := conn.AddSet(s, elems[s]); err != nil {
+			return fmt.Errorf("add set %s: %w", s.Name, err)
+		}
+	}
+	conn.AddChain(fw.chain)
+	for _, r := range fw.guardRules() {
+		conn.AddRule(r)
+	}
+	return nil
+}
+
+// sets are the sets of ftpsd's table, in creation order.
+func (fw *NFTables) sets() []*nftables.Set { return []*nftables.Set{fw.set4, fw.set6} }
 
 // Attach opens the existing table without changing anything (for `ftpsd
 // firewall status`). The port range in cfg is optional here; when set,
@@ -186,6 +228,7 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 		table:   t,
 		changes: make(chan *change),
 		quit:    make(chan struct{}),
+		live:    make(map[string]liveElem),
 		// Fixed IDs instead of google/nftables' global counter (racy
 		// across Conns); IDs only need to be unique within a batch.
 		set4: &nftables.Set{Table: t, Name: set4Name, ID: 1, KeyType: key4Type, HasTimeout: true, Concatenation: true},
@@ -206,6 +249,9 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 //	tcp dport A-B ct state new ip saddr . tcp dport @pinholes4 accept
 //	tcp dport A-B ct state new ip6 saddr . tcp dport @pinholes6 accept
 //	tcp dport A-B ct state new counter drop
+//
+// With a mark configured, the two accept rules set it first:
+// "... meta mark set meta mark & ~MASK | MARK accept".
 //
 // The l4proto check guards the port load and the nfproto check guards the
 // address load: an inet chain sees both families, and reading "ip saddr"
@@ -228,7 +274,7 @@ func (fw *NFTables) guardRules() []*nftables.Rule {
 		}
 	}
 	lookup := func(nfproto byte, addrOff, addrLen, portReg uint32, set *nftables.Set) []expr.Any {
-		return append(newInRange(),
+		return append(append(append(newInRange(),
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: addrLen},
@@ -236,8 +282,7 @@ func (fw *NFTables) guardRules() []*nftables.Rule {
 			// address: reg 9 after 4 bytes, reg 12 (= reg 2) after 16.
 			&expr.Payload{DestRegister: portReg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
-			&expr.Verdict{Kind: expr.VerdictAccept},
-		)
+		), fw.markExprs()...), &expr.Verdict{Kind: expr.VerdictAccept})
 	}
 	rule := func(e []expr.Any) *nftables.Rule {
 		return &nftables.Rule{Table: fw.table, Chain: fw.chain, Exprs: e}
@@ -273,6 +318,21 @@ func (fw *NFTables) element(client netip.Addr, port uint16) (*nftables.Set, []by
 	return fw.set6, key, nil
 }
 
+// markExprs sets the configured mark within its mask, leaving the host's
+// other mark bits alone: mark = (mark & ~mask) ^ value, value within mask.
+func (fw *NFTables) markExprs() []expr.Any {
+	if fw.cfg.MarkMask == 0 {
+		return nil
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(^fw.cfg.MarkMask),
+			Xor:  binaryutil.NativeEndian.PutUint32(fw.cfg.Mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+	}
+}
+
 // Open adds {client . port} with the configured timeout and returns once
 // the kernel has committed it. If the pair is already present (possible
 // only after a failed Close) the kernel keeps that element with its old
@@ -284,8 +344,16 @@ func (fw *NFTables) Open(p Pinhole) error {
 		return fmt.Errorf("open pinhole %s: %w", netip.AddrPortFrom(p.Client, p.Port), err)
 	}
 	elem := nftables.SetElement{Key: key, Timeout: fw.cfg.Timeout, Comment: cleanLabel(p.Label)}
+	// Recorded before the kernel has it, so that a restore racing with
+	// this Open cannot miss it; the deadline is taken early, so a restore
+	// never gives the hole more time than the kernel would have.
+	id := string(key)
+	fw.liveMu.Lock()
+	fw.live[id] = liveElem{set: set, key: key, label: elem.Comment, deadline: time.Now().Add(fw.cfg.Timeout)}
+	fw.liveMu.Unlock()
 	err = fw.flush(func() error { return fw.conn.SetAddElements(set, []nftables.SetElement{elem}) })
 	if err != nil {
+		fw.forget(id)
 		if isErrno(err, unix.ENOENT) {
 			err = fmt.Errorf("set %s of table inet %s is missing (table reset while ftpsd runs?): %w", set.Name, fw.cfg.Table, err)
 		}
@@ -309,6 +377,8 @@ func (fw *NFTables) Close(client netip.Addr, port uint16) error {
 	if err != nil {
 		return fmt.Errorf("close pinhole %s: %w", netip.AddrPortFrom(client, port), err)
 	}
+	// Forgotten first: a restore from now on leaves it out.
+	fw.forget(string(key))
 	err = fw.flush(func() error {
 		return errors.Join(
 			fw.conn.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: fw.cfg.Timeout}}),
@@ -318,6 +388,29 @@ func (fw *NFTables) Close(client netip.Addr, port uint16) error {
 		return fmt.Errorf("close pinhole %s: %w", netip.AddrPortFrom(client, port), err)
 	}
 	return nil
+}
+
+func (fw *NFTables) forget(id string) {
+	fw.liveMu.Lock()
+	delete(fw.live, id)
+	fw.liveMu.Unlock()
+}
+
+// liveElements returns the pinholes to put back, with the time each has left.
+func (fw *NFTables) liveElements(now time.Time) map[*nftables.Set][]nftables.SetElement {
+	fw.liveMu.Lock()
+	defer fw.liveMu.Unlock()
+	out := make(map[*nftables.Set][]nftables.SetElement)
+	for id, e := range fw.live {
+		left := e.deadline.Sub(now)
+		if left < time.Millisecond {
+			// Expired in the kernel too (or about to): not worth a hole.
+			delete(fw.live, id)
+			continue
+		}
+		out[e.set] = append(out[e.set], nftables.SetElement{Key: e.key, Timeout: left, Comment: e.label})
+	}
+	return out
 }
 
 // maxBatch bounds how many sessions' changes share one transaction.
@@ -414,6 +507,24 @@ func (fw *NFTables) commitOne(queue func() error) error {
 		fw.redial()
 		return err
 	}
+	err := fw.conn.Flush()
+	if err == nil {
+		return nil
+	}
+	fw.redial()
+	if !isErrno(err, unix.ENOENT) {
+		return classify(err)
+	}
+	// ENOENT: the table or a set may have just been removed, and the
+	// watcher may not have restored it yet. Restore here, so that this
+	// session does not notice, then try once more.
+	if restored, rerr := fw.repairLocked(time.Now()); rerr != nil || !restored {
+		return classify(err)
+	}
+	if err := queue(); err != nil {
+		fw.redial()
+		return err
+	}
 	if err := fw.conn.Flush(); err != nil {
 		fw.redial()
 		return classify(err)
@@ -498,16 +609,25 @@ func (fw *NFTables) Stats() (Stats, error) {
 	return Stats{}, fmt.Errorf("read drop counter: no counter drop rule in chain %s of table inet %s (changed by hand?)", chainName, fw.cfg.Table)
 }
 
-// Release closes the netlink connection and leaves the table in place so
-// the range stays guarded (fail closed). Later calls fail with ErrReleased.
+// Release stops the watcher and closes the netlink connections, leaving
+// the table in place so the range stays guarded (fail closed). Later calls
+// fail with ErrReleased.
 func (fw *NFTables) Release() error {
 	fw.mu.Lock()
-	defer fw.mu.Unlock()
 	if fw.released {
+		fw.mu.Unlock()
 		return nil
 	}
 	fw.released = true
 	close(fw.quit)
+	fw.mu.Unlock()
+	// Outside mu: a restore in progress holds it, and gives up once it
+	// sees released.
+	if fw.watch != nil {
+		fw.watch.stop()
+	}
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
 	if err := fw.conn.CloseLasting(); err != nil {
 		return fmt.Errorf("release nftables connection: %w", err)
 	}
