@@ -53,6 +53,9 @@ type Firewall struct {
 	Mode           string        // "nftables" (default) or "off"
 	Table          string        // default "ftpsd"; [A-Za-z0-9_-], 1..64 chars
 	PinholeTimeout time.Duration // default 30s, > 0
+	// Mark and MarkMask: the packet mark the guard sets (within MarkMask)
+	// on connections it admits; MarkMask 0 = no mark (the default).
+	Mark, MarkMask uint32
 }
 
 // Storage is where ftpsd keeps its own files (self-signed certificate).

@@ -136,6 +136,12 @@ func TestErrors(t *testing.T) {
 			key: "server.data_timeout", msg: "must be positive"},
 		{name: "duration/negative", toml: "[firewall]\npinhole_timeout = \"-1s\" # <-\n" + oneUser,
 			key: "firewall.pinhole_timeout", msg: "must be positive"},
+		{name: "mark/zero", toml: "[firewall]\nmark = \"0x0\" # <-\n" + oneUser,
+			key: "firewall.mark", msg: "must not be 0"},
+		{name: "mark/outside mask", toml: "[firewall]\nmark = \"0x100/0xff\" # <-\n" + oneUser,
+			key: "firewall.mark", msg: "bits outside the mask"},
+		{name: "mark/not a number", toml: "[firewall]\nmark = \"red\" # <-\n" + oneUser,
+			key: "firewall.mark", msg: "not a 32-bit number"},
 		{name: "duration/number", toml: "[server]\nidle_timeout = 300 # <-\n" + oneUser,
 			key: "server.idle_timeout", msg: "must be a duration string"},
 		{name: "duration/inline table", toml: "server = { idle_timeout = \"soon\" } # <-\n" + oneUser,
@@ -413,6 +419,7 @@ ports = "40000-40099"
 mode = "off"
 table = "ftpsd_test-1"
 pinhole_timeout = "1m30s"
+mark = "0xf70000/0xff0000"
 
 [storage]
 state_dir = "state"
@@ -447,7 +454,7 @@ read_only = true
 			Require:    false,
 		},
 		Passive:  Passive{PortMin: 40000, PortMax: 40099},
-		Firewall: Firewall{Mode: "off", Table: "ftpsd_test-1", PinholeTimeout: 90 * time.Second},
+		Firewall: Firewall{Mode: "off", Table: "ftpsd_test-1", PinholeTimeout: 90 * time.Second, Mark: 0xf70000, MarkMask: 0xff0000},
 		Storage:  Storage{StateDir: filepath.Join(f.dir, "state")},
 		Users: []User{
 			{Name: "alice", PasswordHash: testHash(), Root: f.root},

@@ -32,7 +32,7 @@ var schema = map[string][]string{
 	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout"},
 	"tls":      {"cert_file", "key_file", "min_version", "require"},
 	"passive":  {"ports"},
-	"firewall": {"mode", "table", "pinhole_timeout"},
+	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
 	"storage":  {"state_dir"},
 	"user":     {"name", "password_hash", "root", "read_only"},
 }
@@ -427,7 +427,46 @@ func (d *decoder) firewall(t *table, f *Firewall) {
 		d.errorf(t.key("table"), "must be 1 to 64 characters from A-Z, a-z, 0-9, _ and -, not %q", f.Table)
 	}
 	t.duration(&f.PinholeTimeout, "pinhole_timeout")
+	var mark string
+	if t.str(&mark, "mark") && mark != "" {
+		v, m, err := parseMark(mark)
+		if err != nil {
+			d.errorf(t.key("mark"), "%v", err)
+		}
+		f.Mark, f.MarkMask = v, m
+	}
 	t.done()
+}
+
+// parseMark reads "VALUE" or "VALUE/MASK" (each decimal or 0x-hex): the
+// packet mark the guard sets on admitted connections, within MASK (default:
+// the value's own bits), so the host's other mark bits are left alone.
+func parseMark(s string) (uint32, uint32, error) {
+	vs, ms, hasMask := strings.Cut(s, "/")
+	num := func(x string) (uint32, error) {
+		n, err := strconv.ParseUint(strings.TrimSpace(x), 0, 32)
+		if err != nil {
+			return 0, fmt.Errorf("mark %q: %q is not a 32-bit number (decimal or 0x-hex)", s, x)
+		}
+		return uint32(n), nil
+	}
+	v, err := num(vs)
+	if err != nil {
+		return 0, 0, err
+	}
+	mask := v
+	if hasMask {
+		if mask, err = num(ms); err != nil {
+			return 0, 0, err
+		}
+	}
+	switch {
+	case v == 0:
+		return 0, 0, fmt.Errorf("mark %q: the value must not be 0, which every unmarked packet has", s)
+	case v&^mask != 0:
+		return 0, 0, fmt.Errorf("mark %q: the value has bits outside the mask", s)
+	}
+	return v, mask, nil
 }
 
 func (d *decoder) users(root *table) []User {

@@ -153,3 +153,65 @@ func BenchmarkCloseMissing(b *testing.B) {
 	b.StopTimer()
 	reportLatency(b, "close", lat)
 }
+
+// BenchmarkRestore measures how long the passive range is without its
+// table (and live pinholes) after something else removes or empties it:
+// from just before the disrupting transaction to the commit of the
+// restore. It cycles through deleting the table, `flush ruleset` and
+// emptying the guard chain, with 100 live pinholes to put back each time.
+// Run with -benchtime 200x or more for a meaningful p99.
+func BenchmarkRestore(b *testing.B) {
+	ns := testns.New(b)
+	restored := make(chan Restore, 1)
+	fw, err := Setup(Config{PortMin: 50000, PortMax: 50999, Timeout: 10 * time.Minute, NetNSFd: ns.FD(),
+		OnRestore: func(r Restore) { restored <- r }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = fw.Release() })
+	for i := range 100 {
+		if err := fw.Open(Pinhole{Client: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Port: uint16(50000 + i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	other, err := dial(fw.cfg, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer other.CloseLasting()
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		switch i % 3 {
+		case 0:
+			other.DelTable(fw.table)
+		case 1:
+			other.FlushRuleset()
+		case 2:
+			other.FlushChain(fw.chain)
+		}
+		t0 := time.Now()
+		if err := other.Flush(); err != nil {
+			b.Fatalf("disrupt %d: %v", i, err)
+		}
+		select {
+		case r := <-restored:
+			lat = append(lat, r.At.Sub(t0))
+		case <-time.After(10 * time.Second):
+			b.Fatalf("disruption %d not restored within 10s", i)
+		}
+	}
+	b.StopTimer()
+	if got := len(mustListB(b, fw)); got != 100 {
+		b.Fatalf("%d pinholes after the restores, want 100", got)
+	}
+	reportLatency(b, "restore", lat)
+}
+
+func mustListB(b *testing.B, fw *NFTables) []Pinhole {
+	l, err := fw.List()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}

@@ -186,22 +186,25 @@ func Attach(cfg Config) (*NFTables, error) {
 }
 
 // Reset deletes ftpsd's table and nothing else, which unguards the passive
-// range; a table that does not exist is not an error.
-func Reset(cfg Config) error {
+// range. It reports whether there was a table to delete.
+func Reset(cfg Config) (bool, error) {
 	cfg, err := cfg.withDefaults(false)
 	if err != nil {
-		return fmt.Errorf("reset nftables: %w", err)
+		return false, fmt.Errorf("reset nftables: %w", err)
 	}
 	// A one-off operation: a short-lived connection is fine here.
 	conn, err := dial(cfg, false)
 	if err != nil {
-		return fmt.Errorf("reset table inet %s: %w", cfg.Table, err)
+		return false, fmt.Errorf("reset table inet %s: %w", cfg.Table, err)
 	}
 	conn.DelTable(&nftables.Table{Name: cfg.Table, Family: nftables.TableFamilyINet})
-	if err := conn.Flush(); err != nil && !isErrno(err, unix.ENOENT) {
-		return fmt.Errorf("reset table inet %s: %w", cfg.Table, classify(err))
+	if err := conn.Flush(); err != nil {
+		if isErrno(err, unix.ENOENT) {
+			return false, nil
+		}
+		return false, fmt.Errorf("reset table inet %s: %w", cfg.Table, classify(err))
 	}
-	return nil
+	return true, nil
 }
 
 func dial(cfg Config, lasting bool) (*nftables.Conn, error) {

@@ -184,8 +184,8 @@ table ip ftpsd {
 	if got := snapshot(); got != want {
 		t.Fatalf("Setup changed other tables:\nbefore\n%s\nafter\n%s", want, got)
 	}
-	if err := Reset(Config{NetNSFd: ns.FD()}); err != nil {
-		t.Fatal(err)
+	if removed, err := Reset(Config{NetNSFd: ns.FD()}); err != nil || !removed {
+		t.Fatalf("Reset = %v, %v; want removed", removed, err)
 	}
 	if got := snapshot(); got != want {
 		t.Fatalf("Reset changed other tables:\nbefore\n%s\nafter\n%s", want, got)
@@ -589,19 +589,19 @@ func TestAttach(t *testing.T) {
 
 func TestReset(t *testing.T) {
 	ns := testns.New(t)
-	if err := Reset(Config{NetNSFd: ns.FD()}); err != nil {
-		t.Fatalf("Reset with no table = %v; want nil", err)
+	if removed, err := Reset(Config{NetNSFd: ns.FD()}); err != nil || removed {
+		t.Fatalf("Reset with no table = %v, %v; want nothing removed, no error", removed, err)
 	}
 	ns.Run(t, "nft", "add", "table", "inet", "keep")
 	setup(t, ns, Config{PortMin: 50000, PortMax: 50999}).Release()
-	if err := Reset(Config{NetNSFd: ns.FD()}); err != nil {
-		t.Fatalf("Reset: %v", err)
+	if removed, err := Reset(Config{NetNSFd: ns.FD()}); err != nil || !removed {
+		t.Fatalf("Reset = %v, %v; want removed", removed, err)
 	}
 	if tables := ns.Run(t, "nft", "list", "tables"); strings.TrimSpace(tables) != "table inet keep" {
 		t.Fatalf("tables after Reset:\n%s", tables)
 	}
-	if err := Reset(Config{NetNSFd: ns.FD()}); err != nil {
-		t.Fatalf("second Reset: %v", err)
+	if removed, err := Reset(Config{NetNSFd: ns.FD()}); err != nil || removed {
+		t.Fatalf("second Reset = %v, %v; want nothing removed", removed, err)
 	}
 	if _, err := Attach(Config{NetNSFd: ns.FD()}); !errors.Is(err, ErrNoTable) {
 		t.Errorf("Attach after Reset = %v; want ErrNoTable", err)
@@ -673,7 +673,8 @@ func noCapChild(t *testing.T) {
 	t.Logf("Setup error: %v", err)
 	_, err = Attach(Config{})
 	check("Attach", err)
-	check("Reset", Reset(Config{}))
+	_, err = Reset(Config{})
+	check("Reset", err)
 	t.Log("child checked")
 }
 

@@ -47,19 +47,17 @@ type Server struct {
 	wg        sync.WaitGroup
 }
 
-// New prepares a server: certificate, users and passive ports. It does not listen yet.
+// New prepares a server: certificate and users. It opens no socket and
+// touches no firewall, so that a config that cannot run fails before
+// anything on the host has changed.
 // The returned passwords were generated for users configured without a hash; show them to the operator once.
-func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []GeneratedPassword, error) {
+func New(cfg *config.Config, logger *slog.Logger) (*Server, []GeneratedPassword, error) {
 	if logger == nil {
 		logger = slog.Default()
-	}
-	if fw == nil {
-		fw = nft.Off{}
 	}
 	s := &Server{
 		cfg:      cfg,
 		log:      logger,
-		fw:       fw,
 		sessions: make(map[uint64]*session),
 		perIP:    make(map[netip.Addr]int),
 	}
@@ -71,21 +69,11 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 		return nil, nil, err
 	}
 	s.tlsConf.Store(tc)
-	start := time.Now()
 	users, generated, err := newAccounts(cfg.Users)
 	if err != nil {
 		return nil, nil, err
 	}
 	s.users.Store(users)
-	roots := make([]string, len(cfg.Users))
-	for i, u := range cfg.Users {
-		roots[i] = u.Root
-	}
-	go sweepParts(roots, start, logger)
-	s.ports, err = pasvports.New(cfg.Passive.PortMin, cfg.Passive.PortMax, fw, logger)
-	if err != nil {
-		return nil, nil, err
-	}
 	return s, generated, nil
 }
 
@@ -118,42 +106,103 @@ func (s *Server) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// Listen opens every configured control listener. Addresses that fail to
-// bind make Listen fail as a whole, closing the ones already open.
-func (s *Server) Listen() error {
-	open := func(addr string, implicit bool) error {
-		ln, err := net.Listen("tcp", addr)
+// Listeners are bound control sockets that no server serves yet.
+type Listeners struct {
+	explicit, implicit []net.Listener
+}
+
+// Bind opens every configured control listener. Addresses that fail to
+// bind make Bind fail as a whole, closing the ones already open.
+func Bind(cfg *config.Config) (*Listeners, error) {
+	l := &Listeners{}
+	for _, a := range cfg.Server.Listen {
+		ln, err := net.Listen("tcp", a)
 		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
+			l.Close()
+			return nil, fmt.Errorf("listen on %s: %w", a, err)
 		}
-		s.mu.Lock()
-		s.listeners = append(s.listeners, ln)
+		l.explicit = append(l.explicit, ln)
+	}
+	for _, a := range cfg.Server.ImplicitListen {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("listen on %s: %w", a, err)
+		}
+		l.implicit = append(l.implicit, ln)
+	}
+	return l, nil
+}
+
+// Close closes listeners that were never served.
+func (l *Listeners) Close() {
+	for _, ln := range append(l.explicit, l.implicit...) {
+		ln.Close()
+	}
+}
+
+// Serve starts accepting on lns, with fw guarding the passive ports
+// (nil: nft.Off). It returns at once; Shutdown stops it. A server serves
+// at most once.
+func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
+	if fw == nil {
+		fw = nft.Off{}
+	}
+	ports, err := pasvports.New(s.cfg.Passive.PortMin, s.cfg.Passive.PortMax, fw, s.log)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.ports != nil {
 		s.mu.Unlock()
-		mode := "explicit"
-		if implicit {
-			mode = "implicit"
-		}
-		s.log.Info("listening", "address", ln.Addr().String(), "tls", mode)
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.acceptLoop(ln, implicit)
-		}()
-		return nil
+		return errors.New("server already serving")
 	}
-	for _, a := range s.cfg.Server.Listen {
-		if err := open(a, false); err != nil {
-			s.closeListeners()
-			return err
-		}
+	s.fw, s.ports = fw, ports
+	s.mu.Unlock()
+	roots := make([]string, len(s.cfg.Users))
+	for i, u := range s.cfg.Users {
+		roots[i] = u.Root
 	}
-	for _, a := range s.cfg.Server.ImplicitListen {
-		if err := open(a, true); err != nil {
-			s.closeListeners()
-			return err
+	go sweepParts(roots, time.Now(), s.log)
+	for _, set := range []struct {
+		lns      []net.Listener
+		implicit bool
+	}{{lns.explicit, false}, {lns.implicit, true}} {
+		for _, ln := range set.lns {
+			s.serveListener(ln, set.implicit)
 		}
 	}
 	return nil
+}
+
+// Listen binds every configured listener and serves them with fw, for
+// callers that have no ordering to keep (tests).
+func (s *Server) Listen(fw nft.Firewall) error {
+	lns, err := Bind(s.cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Serve(lns, fw); err != nil {
+		lns.Close()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) serveListener(ln net.Listener, implicit bool) {
+	s.mu.Lock()
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	mode := "explicit"
+	if implicit {
+		mode = "implicit"
+	}
+	s.log.Info("listening", "address", ln.Addr().String(), "tls", mode)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.acceptLoop(ln, implicit)
+	}()
 }
 
 // Addrs returns the bound control addresses, explicit ones first.

@@ -80,6 +80,7 @@ type serverOpts struct {
 	perIP          int    // default 20
 	maxClients     int    // default 2000
 	require        *bool  // default true
+	mark           string // [firewall] mark, default none
 	extra          string // appended TOML
 }
 
@@ -92,6 +93,7 @@ type ftpsd struct {
 	log     *syncBuffer
 	stdout  *syncBuffer
 	done    chan struct{}
+	ctl     int // control port start waits for; default ctlPort
 }
 
 type syncBuffer struct {
@@ -160,11 +162,12 @@ ports = %q
 [firewall]
 mode = %q
 pinhole_timeout = %q
+mark = %q
 
 [storage]
 state_dir = %q
 `, ctlPort, impPort, maxClients, perIP, def(o.idleTimeout, "1m"), def(o.dataTimeout, "5s"), require,
-		def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.pinholeTimeout, "5s"),
+		def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.pinholeTimeout, "5s"), o.mark,
 		filepath.Join(dir, "state"))
 	for _, u := range []string{"alice", "reader"} {
 		root := filepath.Join(dir, u)
@@ -220,7 +223,11 @@ func (s *ftpsd) start(args ...string) {
 			t.Fatalf("ftpsd exited at start: %v\n%s", s.cmd.ProcessState, s.log.String())
 		default:
 		}
-		c, err := s.dial(srvIP4, 200*time.Millisecond)("tcp", net.JoinHostPort(srvIP4, fmt.Sprint(ctlPort)))
+		port := s.ctl
+		if port == 0 {
+			port = ctlPort
+		}
+		c, err := s.dial(srvIP4, 200*time.Millisecond)("tcp", net.JoinHostPort(srvIP4, fmt.Sprint(port)))
 		if err == nil {
 			c.Close()
 			return

@@ -33,7 +33,8 @@ commands:
   check [-c FILE]             validate a config file
   passwd                      read a password on standard input, print a bcrypt hash
   firewall status [-c FILE]   show open pinholes and the drop counter
-  firewall reset [-c FILE]    delete ftpsd's nftables table (and nothing else)
+  firewall reset [-c FILE] [--force]
+                              delete ftpsd's nftables table (and nothing else)
   version                     print the version
 `
 
@@ -125,14 +126,17 @@ func cmdCheck(args []string, stdout io.Writer) error {
 }
 
 // openFirewall never falls back to "off" by itself: an unguarded passive
-// range must be the operator's explicit choice.
+// range must be the operator's explicit choice. The caller must hold the
+// table's claim.
 func openFirewall(cfg *config.Config, log *slog.Logger) (nft.Firewall, error) {
 	if cfg.Firewall.Mode == "off" {
 		log.Warn("firewall mode is off: ftpsd opens no pinholes and the passive range is only as closed as the host ruleset makes it",
 			"passive_ports", fmt.Sprintf("%d-%d", cfg.Passive.PortMin, cfg.Passive.PortMax))
 		return nft.Off{}, nil
 	}
-	fw, err := nft.Setup(nftConfig(cfg))
+	nc := nftConfig(cfg)
+	nc.Logger = log
+	fw, err := nft.Setup(nc)
 	if err != nil {
 		where := "the config file"
 		if cfg.Source == "" {
@@ -140,22 +144,79 @@ func openFirewall(cfg *config.Config, log *slog.Logger) (nft.Firewall, error) {
 		}
 		return nil, fmt.Errorf("firewall: %w\n"+
 			"ftpsd guards the passive ports with nftables and will not start without it. Either:\n"+
-			"  - run it with CAP_NET_ADMIN (as root, or: setcap cap_net_admin+ep $(command -v ftpsd)), or\n"+
+			"  - run it with CAP_NET_ADMIN (as root, or: setcap cap_net_admin,cap_net_bind_service+ep $(command -v ftpsd)), or\n"+
 			"  - set [firewall] mode = \"off\" in %s to run without pinholes, knowingly", err, where)
 	}
-	log.Info("firewall ready", "table", "inet "+cfg.Firewall.Table,
+	attrs := []any{"table", "inet " + cfg.Firewall.Table,
 		"passive_ports", fmt.Sprintf("%d-%d", cfg.Passive.PortMin, cfg.Passive.PortMax),
-		"pinhole_timeout", cfg.Firewall.PinholeTimeout)
+		"pinhole_timeout", cfg.Firewall.PinholeTimeout}
+	if cfg.Firewall.MarkMask != 0 {
+		attrs = append(attrs, "mark", fmt.Sprintf("0x%x/0x%x", cfg.Firewall.Mark, cfg.Firewall.MarkMask))
+	}
+	log.Info("firewall ready", attrs...)
 	return fw, nil
 }
 
 func nftConfig(cfg *config.Config) nft.Config {
 	return nft.Config{
-		Table:   cfg.Firewall.Table,
-		PortMin: cfg.Passive.PortMin,
-		PortMax: cfg.Passive.PortMax,
-		Timeout: cfg.Firewall.PinholeTimeout,
+		Table:    cfg.Firewall.Table,
+		PortMin:  cfg.Passive.PortMin,
+		PortMax:  cfg.Passive.PortMax,
+		Timeout:  cfg.Firewall.PinholeTimeout,
+		Mark:     cfg.Firewall.Mark,
+		MarkMask: cfg.Firewall.MarkMask,
 	}
+}
+
+// start brings the server up in the order that keeps a failed start from
+// changing the host: everything that can fail on its own first (config,
+// certificate, users), then ownership of the table, then the listeners,
+// and only then the firewall, in one transaction. The returned stop
+// function undoes what start did, except the table, which stays (fail
+// closed).
+func start(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*server.Server, func(), error) {
+	srv, generated, err := server.New(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	var claim *nft.Claim
+	if cfg.Firewall.Mode != "off" {
+		// Before binding: a second copy with the same config should be
+		// told who owns the table, not just that the port is taken.
+		if claim, err = nft.ClaimTable(cfg.Firewall.Table); err != nil {
+			return nil, nil, fmt.Errorf("firewall: %w", err)
+		}
+	}
+	release := func() {
+		if claim != nil {
+			claim.Release()
+		}
+	}
+	lns, err := server.Bind(cfg)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	fw, err := openFirewall(cfg, log)
+	if err != nil {
+		lns.Close()
+		release()
+		return nil, nil, err
+	}
+	if nf, ok := fw.(*nft.NFTables); ok {
+		claim.Report(nf.Restores)
+	}
+	if err := srv.Serve(lns, fw); err != nil {
+		lns.Close()
+		fw.Release()
+		release()
+		return nil, nil, err
+	}
+	for _, g := range generated {
+		// Shown once, on standard output, never in the log.
+		fmt.Fprintf(stdout, "user %s password: %s\n", g.User, g.Password)
+	}
+	return srv, func() { fw.Release(); release() }, nil
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -171,23 +232,11 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	fw, err := openFirewall(cfg, log)
+	srv, stop, err := start(cfg, log, stdout)
 	if err != nil {
 		return err
 	}
-	defer fw.Release()
-
-	srv, generated, err := server.New(cfg, fw, log)
-	if err != nil {
-		return err
-	}
-	for _, g := range generated {
-		// Shown once, on standard output, never in the log.
-		fmt.Fprintf(stdout, "user %s password: %s\n", g.User, g.Password)
-	}
-	if err := srv.Listen(); err != nil {
-		return err
-	}
+	defer stop()
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
@@ -217,21 +266,58 @@ func cmdFirewall(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("firewall: expected \"status\" or \"reset\"")
 	}
-	cfg, _, err := loadConfig("firewall "+args[0], args[1:])
+	switch args[0] {
+	case "status":
+		cfg, _, err := loadConfig("firewall status", args[1:])
+		if err != nil {
+			return err
+		}
+		return firewallStatus(cfg, stdout)
+	case "reset":
+		return firewallReset(args[1:], stdout)
+	}
+	return fmt.Errorf("firewall: unknown subcommand %q (status, reset)", args[0])
+}
+
+// firewallReset deletes ftpsd's table, but not one a running server owns
+// unless forced: that server would put it back at once anyway, so without
+// --force the command would only look as if it worked.
+func firewallReset(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ftpsd firewall reset", flag.ContinueOnError)
+	path := fs.String("c", "", "config file (TOML)")
+	force := fs.Bool("force", false, "delete the table even while a running ftpsd owns it (it restores it at once unless it is wedged)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("firewall reset: unexpected argument %q", fs.Arg(0))
+	}
+	cfg, err := config.Resolve(*path)
 	if err != nil {
 		return err
 	}
-	switch args[0] {
-	case "status":
-		return firewallStatus(cfg, stdout)
-	case "reset":
-		if err := nft.Reset(nftConfig(cfg)); err != nil {
-			return fmt.Errorf("firewall reset: %w", err)
+	table := "inet " + cfg.Firewall.Table
+	if owner, qerr := nft.QueryOwner(cfg.Firewall.Table); owner != nil || qerr != nil {
+		pid := 0
+		if owner != nil {
+			pid = owner.PID
 		}
-		fmt.Fprintf(stdout, "table inet %s removed\n", cfg.Firewall.Table)
+		if !*force {
+			return fmt.Errorf("firewall reset: table %s is owned by a running ftpsd (pid %d), which would restore it at once; "+
+				"stop that server first, or use --force", table, pid)
+		}
+		fmt.Fprintf(stdout, "warning: table %s is owned by a running ftpsd (pid %d); deleting it anyway (--force)\n", table, pid)
+	}
+	removed, err := nft.Reset(nftConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("firewall reset: %w", err)
+	}
+	if !removed {
+		fmt.Fprintf(stdout, "table %s does not exist; nothing to remove\n", table)
 		return nil
 	}
-	return fmt.Errorf("firewall: unknown subcommand %q (status, reset)", args[0])
+	fmt.Fprintf(stdout, "table %s removed\n", table)
+	return nil
 }
 
 func firewallStatus(cfg *config.Config, stdout io.Writer) error {
@@ -253,6 +339,22 @@ func firewallStatus(cfg *config.Config, stdout io.Writer) error {
 		return fmt.Errorf("firewall status: %w", err)
 	}
 	fmt.Fprintf(stdout, "table inet %s guards tcp ports %d-%d\n", cfg.Firewall.Table, cfg.Passive.PortMin, cfg.Passive.PortMax)
+	owner, err := nft.QueryOwner(cfg.Firewall.Table)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stdout, "owner: %v\n", err)
+	case owner == nil:
+		fmt.Fprintln(stdout, "owner: none (no ftpsd serves this table; it stays as a fail-closed guard)")
+	default:
+		fmt.Fprintf(stdout, "owner: ftpsd pid %d, since %s\n", owner.PID, owner.Since.Format(time.RFC3339))
+		r := owner.Restores
+		if r.Count == 0 {
+			fmt.Fprintln(stdout, "restores: 0")
+		} else {
+			fmt.Fprintf(stdout, "restores: %d, last at %s (missing: %s; restored in %s with %d pinholes)\n",
+				r.Count, r.Last.At.Format(time.RFC3339), r.Last.Missing, r.Last.Took.Round(time.Microsecond), r.Last.Pinholes)
+		}
+	}
 	fmt.Fprintf(stdout, "dropped: %d packets, %d bytes\n", stats.DroppedPackets, stats.DroppedBytes)
 	fmt.Fprintf(stdout, "open pinholes: %d\n", len(holes))
 	if len(holes) > 0 {
