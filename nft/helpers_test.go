@@ -25,13 +25,20 @@ func setup(t testing.TB, ns *testns.NS, cfg Config) *NFTables {
 	return fw
 }
 
-// specRuleset is DESIGN.md §3 as nft source, for the given range.
+// specRuleset is DESIGN.md §3 as nft source, for the given range, with
+// bans (DESIGN.md §5) for the range and control port 2121.
 func specRuleset(min, max uint16) string {
 	return fmt.Sprintf(`table inet ftpsd {
   set pinholes4 { type ipv4_addr . inet_service; flags timeout; }
   set pinholes6 { type ipv6_addr . inet_service; flags timeout; }
+  set banned4 { type ipv4_addr; flags interval, timeout; }
+  set banned6 { type ipv6_addr; flags interval, timeout; }
   chain guard {
     type filter hook input priority filter - 10; policy accept;
+    tcp dport %[1]d-%[2]d ct state new ip saddr @banned4 drop
+    tcp dport %[1]d-%[2]d ct state new ip6 saddr @banned6 drop
+    tcp dport 2121 ct state new ip saddr @banned4 drop
+    tcp dport 2121 ct state new ip6 saddr @banned6 drop
     tcp dport %[1]d-%[2]d ct state new ip saddr . tcp dport @pinholes4 accept
     tcp dport %[1]d-%[2]d ct state new ip6 saddr . tcp dport @pinholes6 accept
     tcp dport %[1]d-%[2]d ct state new counter drop

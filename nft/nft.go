@@ -75,6 +75,9 @@ type Config struct {
 	// Timeout is each element's lifetime (pinhole_timeout); default
 	// DefaultTimeout. It bounds how long a hole can outlive a crash.
 	Timeout time.Duration
+	// ListenPorts are ftpsd's control ports: banned sources may not open
+	// connections to them (nor to the passive range).
+	ListenPorts []uint16
 	// NetNSFd is 0 for the current network namespace, else an fd of the
 	// namespace to work in (tests).
 	NetNSFd int
@@ -112,6 +115,8 @@ type Restore struct {
 	Took time.Duration
 	// Pinholes is how many live pinholes were put back.
 	Pinholes int
+	// Bans is how many bans were put back.
+	Bans int
 }
 
 // Restores counts the restores since Setup, with the last one.

@@ -48,6 +48,8 @@ type NFTables struct {
 	chain *nftables.Chain
 	set4  *nftables.Set
 	set6  *nftables.Set
+	ban4  *nftables.Set
+	ban6  *nftables.Set
 
 	// mu serialises every use of conn. google/nftables queues messages in
 	// the Conn and Flush sends whatever is queued as one kernel
@@ -67,6 +69,10 @@ type NFTables struct {
 	liveMu sync.Mutex
 	live   map[string]liveElem
 
+	// bans mirrors the banned prefixes, for restores. banMu nests inside mu.
+	banMu sync.Mutex
+	bans  map[netip.Prefix]banElem
+
 	// restores counts restores; guarded by mu (restores run under it).
 	restores Restores
 	// watch is the table watcher; nil for Attach.
@@ -83,9 +89,9 @@ type liveElem struct {
 
 // Setup creates or adopts ftpsd's table: in one transaction it adds the
 // table (so the delete cannot fail), deletes it and re-creates it with the
-// sets and the guard chain. A restart therefore starts from empty sets, a
-// changed port range takes effect, and at no instant is the range
-// unguarded. No other table is touched. The returned value keeps one
+// sets and the guard chain. A restart therefore starts without stale
+// pinholes (bans are carried over), a changed port range takes effect, and
+// at no instant is the range unguarded. No other table is touched. The returned value keeps one
 // lasting netlink connection: a connection per operation would make every
 // close wait for an RCU grace period (DESIGN.md §3). It also watches the
 // table and restores it whenever something else removes or alters it
@@ -101,7 +107,9 @@ func Setup(cfg Config) (*NFTables, error) {
 		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
 	fw := newNFTables(cfg, conn)
-	if err := fw.queueTable(nil); err != nil {
+	// Bans outlive a restart (pinholes do not: their sessions are gone).
+	keep := fw.banElements(time.Now())
+	if err := fw.queueTable(keep); err != nil {
 		_ = conn.CloseLasting()
 		return nil, fmt.Errorf("set up table inet %s: %w", cfg.Table, err)
 	}
@@ -148,7 +156,9 @@ func (fw *NFTables) queueTable(elems map[*nftables.Set][]nftables.SetElement) er
 }
 
 // sets are the sets of ftpsd's table, in creation order.
-func (fw *NFTables) sets() []*nftables.Set { return []*nftables.Set{fw.set4, fw.set6} }
+func (fw *NFTables) sets() []*nftables.Set {
+	return []*nftables.Set{fw.set4, fw.set6, fw.ban4, fw.ban6}
+}
 
 // Attach opens the existing table without changing anything (for `ftpsd
 // firewall status`). The port range in cfg is optional here; when set,
@@ -232,10 +242,13 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 		changes: make(chan *change),
 		quit:    make(chan struct{}),
 		live:    make(map[string]liveElem),
+		bans:    make(map[netip.Prefix]banElem),
 		// Fixed IDs instead of google/nftables' global counter (racy
 		// across Conns); IDs only need to be unique within a batch.
 		set4: &nftables.Set{Table: t, Name: set4Name, ID: 1, KeyType: key4Type, HasTimeout: true, Concatenation: true},
 		set6: &nftables.Set{Table: t, Name: set6Name, ID: 2, KeyType: key6Type, HasTimeout: true, Concatenation: true},
+		ban4: &nftables.Set{Table: t, Name: ban4Name, ID: 3, KeyType: nftables.TypeIPAddr, HasTimeout: true, Interval: true},
+		ban6: &nftables.Set{Table: t, Name: ban6Name, ID: 4, KeyType: nftables.TypeIP6Addr, HasTimeout: true, Interval: true},
 		chain: &nftables.Chain{
 			Name:     chainName,
 			Table:    t,
@@ -249,6 +262,10 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 
 // guardRules builds, expression for expression, what nft makes of
 //
+//	tcp dport A-B ct state new ip saddr @banned4 drop
+//	tcp dport A-B ct state new ip6 saddr @banned6 drop
+//	tcp dport P ct state new ip saddr @banned4 drop      (each control port P)
+//	tcp dport P ct state new ip6 saddr @banned6 drop
 //	tcp dport A-B ct state new ip saddr . tcp dport @pinholes4 accept
 //	tcp dport A-B ct state new ip6 saddr . tcp dport @pinholes6 accept
 //	tcp dport A-B ct state new counter drop
@@ -260,20 +277,35 @@ func newNFTables(cfg Config, conn *nftables.Conn) *NFTables {
 // address load: an inet chain sees both families, and reading "ip saddr"
 // from an IPv6 packet would read the wrong bytes.
 func (fw *NFTables) guardRules() []*nftables.Rule {
-	newInRange := func() []expr.Any {
+	// newTo matches new TCP connections to ports lo-hi.
+	newTo := func(lo, hi uint16) []expr.Any {
+		port := expr.Any(&expr.Range{Op: expr.CmpOpEq, Register: 1,
+			FromData: binaryutil.BigEndian.PutUint16(lo),
+			ToData:   binaryutil.BigEndian.PutUint16(hi)})
+		if lo == hi {
+			port = &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(lo)}
+		}
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			&expr.Range{Op: expr.CmpOpEq, Register: 1,
-				FromData: binaryutil.BigEndian.PutUint16(fw.cfg.PortMin),
-				ToData:   binaryutil.BigEndian.PutUint16(fw.cfg.PortMax)},
+			port,
 			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
 			// ct state is a host-endian bitmask.
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
 				Xor:  make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		}
+	}
+	newInRange := func() []expr.Any { return newTo(fw.cfg.PortMin, fw.cfg.PortMax) }
+	// saddrIn looks the source address up in set.
+	saddrIn := func(nfproto byte, addrOff, addrLen uint32, set *nftables.Set) []expr.Any {
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: addrLen},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID},
 		}
 	}
 	lookup := func(nfproto byte, addrOff, addrLen, portReg uint32, set *nftables.Set) []expr.Any {
@@ -290,11 +322,39 @@ func (fw *NFTables) guardRules() []*nftables.Rule {
 	rule := func(e []expr.Any) *nftables.Rule {
 		return &nftables.Rule{Table: fw.table, Chain: fw.chain, Exprs: e}
 	}
-	return []*nftables.Rule{
+	// Bans first: an accept ends the chain, so a banned client's pinhole
+	// must not get there before the ban's drop.
+	var rules []*nftables.Rule
+	for _, pr := range fw.bannedPorts() {
+		for _, fam := range []struct {
+			nfproto  byte
+			off, len uint32
+			set      *nftables.Set
+		}{{unix.NFPROTO_IPV4, 12, 4, fw.ban4}, {unix.NFPROTO_IPV6, 8, 16, fw.ban6}} {
+			e := append(newTo(pr[0], pr[1]), saddrIn(fam.nfproto, fam.off, fam.len, fam.set)...)
+			rules = append(rules, rule(append(e, &expr.Verdict{Kind: expr.VerdictDrop})))
+		}
+	}
+	return append(rules,
 		rule(lookup(unix.NFPROTO_IPV4, 12, 4, 9, fw.set4)),
 		rule(lookup(unix.NFPROTO_IPV6, 8, 16, 2, fw.set6)),
 		rule(append(newInRange(), &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})),
+	)
+}
+
+// bannedPorts are the port ranges banned sources may not open connections
+// to: the passive range, then each control port (sorted, deduplicated,
+// outside the range).
+func (fw *NFTables) bannedPorts() [][2]uint16 {
+	out := [][2]uint16{{fw.cfg.PortMin, fw.cfg.PortMax}}
+	ports := slices.Clone(fw.cfg.ListenPorts)
+	slices.Sort(ports)
+	for _, p := range slices.Compact(ports) {
+		if p != 0 && (p < fw.cfg.PortMin || p > fw.cfg.PortMax) {
+			out = append(out, [2]uint16{p, p})
+		}
 	}
+	return out
 }
 
 // element maps a pinhole to its set and key: address bytes, the port big

@@ -24,13 +24,18 @@ import (
 // JSON, and as a whole against what nft itself makes of the spec text.
 func TestSetupRendersSpec(t *testing.T) {
 	ns := testns.New(t)
-	setup(t, ns, Config{PortMin: 50000, PortMax: 50999})
+	setup(t, ns, Config{PortMin: 50000, PortMax: 50999, ListenPorts: []uint16{2121, 50500, 2121}})
 
 	sets := nftObjects(t, ns, "ftpsd", "set")
-	if len(sets) != 2 {
-		t.Fatalf("got %d sets, want 2: %v", len(sets), sets)
+	if len(sets) != 4 {
+		t.Fatalf("got %d sets, want 4: %v", len(sets), sets)
 	}
-	for i, want := range []struct{ name, typ string }{{"pinholes4", `["ipv4_addr","inet_service"]`}, {"pinholes6", `["ipv6_addr","inet_service"]`}} {
+	for i, want := range []struct{ name, typ, flags string }{
+		{"pinholes4", `["ipv4_addr","inet_service"]`, `["timeout"]`},
+		{"pinholes6", `["ipv6_addr","inet_service"]`, `["timeout"]`},
+		{"banned4", `"ipv4_addr"`, `["interval","timeout"]`},
+		{"banned6", `"ipv6_addr"`, `["interval","timeout"]`},
+	} {
 		s := sets[i]
 		if s["name"] != want.name || s["family"] != "inet" || s["table"] != "ftpsd" {
 			t.Errorf("set %d = %v; want inet ftpsd %s", i, s, want.name)
@@ -38,8 +43,8 @@ func TestSetupRendersSpec(t *testing.T) {
 		if !reflect.DeepEqual(s["type"], jsonValue(t, want.typ)) {
 			t.Errorf("set %s type = %v; want %s", want.name, s["type"], want.typ)
 		}
-		if !reflect.DeepEqual(s["flags"], jsonValue(t, `["timeout"]`)) {
-			t.Errorf("set %s flags = %v; want [timeout]", want.name, s["flags"])
+		if !reflect.DeepEqual(s["flags"], jsonValue(t, want.flags)) {
+			t.Errorf("set %s flags = %v; want %s", want.name, s["flags"], want.flags)
 		}
 		if _, ok := s["timeout"]; ok {
 			t.Errorf("set %s has a default timeout %v; elements carry their own", want.name, s["timeout"])
@@ -58,16 +63,27 @@ func TestSetupRendersSpec(t *testing.T) {
 	}
 
 	rules := nftObjects(t, ns, "ftpsd", "rule")
-	if len(rules) != 3 {
-		t.Fatalf("got %d rules, want 3", len(rules))
+	if len(rules) != 7 {
+		t.Fatalf("got %d rules, want 7", len(rules))
 	}
-	prefix := `{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":{"range":[50000,50999]}}},
+	to := func(port string) string {
+		return `{"match":{"op":"==","left":{"payload":{"protocol":"tcp","field":"dport"}},"right":` + port + `}},
 		{"match":{"op":"in","left":{"ct":{"key":"state"}},"right":"new"}}`
+	}
+	prefix := to(`{"range":[50000,50999]}`)
+	banned := func(port, proto, set string) string {
+		return `[` + to(port) + `,{"match":{"op":"==","left":{"payload":{"protocol":"` + proto +
+			`","field":"saddr"}},"right":"@` + set + `"}},{"drop":null}]`
+	}
 	lookup := func(proto, set string) string {
 		return `[` + prefix + `,{"match":{"op":"==","left":{"concat":[{"payload":{"protocol":"` + proto +
 			`","field":"saddr"}},{"payload":{"protocol":"tcp","field":"dport"}}]},"right":"@` + set + `"}},{"accept":null}]`
 	}
 	for i, want := range []string{
+		banned(`{"range":[50000,50999]}`, "ip", "banned4"),
+		banned(`{"range":[50000,50999]}`, "ip6", "banned6"),
+		banned(`2121`, "ip", "banned4"),
+		banned(`2121`, "ip6", "banned6"),
 		lookup("ip", "pinholes4"),
 		lookup("ip6", "pinholes6"),
 		`[` + prefix + `,{"counter":{"packets":0,"bytes":0}},{"drop":null}]`,
@@ -139,11 +155,11 @@ func TestSetupReplaces(t *testing.T) {
 		t.Errorf("after a second Setup List = %v; want empty", l)
 	}
 	rules := nftObjects(t, ns, "ftpsd", "rule")
-	if len(rules) != 3 {
-		t.Fatalf("after a second Setup: %d rules, want 3", len(rules))
+	if len(rules) != 5 {
+		t.Fatalf("after a second Setup: %d rules, want 5", len(rules))
 	}
 	after := ns.Run(t, "nft", "list", "table", "inet", "ftpsd")
-	if strings.Contains(after, "50000") || strings.Count(after, "tcp dport 40000-40099 ct state new") != 3 {
+	if strings.Contains(after, "50000") || strings.Count(after, "tcp dport 40000-40099 ct state new") != 5 {
 		t.Errorf("after Setup with 40000-40099:\n%s\n(before:\n%s)", after, before)
 	}
 	if chains := nftObjects(t, ns, "ftpsd", "chain"); len(chains) != 1 {

@@ -252,6 +252,7 @@ func (w *watcher) run(noticed time.Time) error {
 		return fmt.Errorf("check table: %w", err)
 	}
 	if missing == "" {
+		w.fw.syncBans(w.check)
 		return nil
 	}
 	w.fw.mu.Lock()
@@ -274,7 +275,16 @@ func (fw *NFTables) repairLocked(noticed time.Time) (bool, error) {
 	if missing == "" {
 		return false, nil
 	}
-	elems := fw.liveElements(time.Now())
+	now := time.Now()
+	elems := fw.liveElements(now)
+	pinholes := 0
+	for _, e := range elems {
+		pinholes += len(e)
+	}
+	bans := fw.banElements(now)
+	for set, e := range bans {
+		elems[set] = e
+	}
 	if err := fw.queueTable(elems); err != nil {
 		fw.redial()
 		return false, fmt.Errorf("restore table inet %s: %w", fw.cfg.Table, err)
@@ -283,16 +293,13 @@ func (fw *NFTables) repairLocked(noticed time.Time) (bool, error) {
 		fw.redial()
 		return false, fmt.Errorf("restore table inet %s: %w", fw.cfg.Table, classify(err))
 	}
-	n := 0
-	for _, e := range elems {
-		n += len(e)
-	}
-	r := Restore{At: time.Now(), Missing: missing, Pinholes: n}
+	n := pinholes
+	r := Restore{At: time.Now(), Missing: missing, Pinholes: n, Bans: (len(bans[fw.ban4]) + len(bans[fw.ban6])) / 2}
 	r.Took = r.At.Sub(noticed)
 	fw.restores.Count++
 	fw.restores.Last = r
 	fw.cfg.Logger.Warn("nftables table was removed or altered by something else; restored it",
-		"table", "inet "+fw.cfg.Table, "missing", missing, "took", r.Took, "pinholes", n, "restores", fw.restores.Count)
+		"table", "inet "+fw.cfg.Table, "missing", missing, "took", r.Took, "pinholes", n, "bans", r.Bans, "restores", fw.restores.Count)
 	if fw.cfg.OnRestore != nil {
 		go fw.cfg.OnRestore(r)
 	}
@@ -376,7 +383,7 @@ func sameChain(got, want *nftables.Chain) bool {
 
 func sameSet(got, want *nftables.Set) bool {
 	return got.HasTimeout == want.HasTimeout && got.Concatenation == want.Concatenation &&
-		got.KeyType.Bytes == want.KeyType.Bytes && !got.Interval && !got.Constant && !got.Anonymous
+		got.KeyType.Bytes == want.KeyType.Bytes && got.Interval == want.Interval && !got.Constant && !got.Anonymous
 }
 
 // sameRules compares rules expression by expression, ignoring what the

@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -35,6 +38,7 @@ commands:
   firewall status [-c FILE]   show open pinholes and the drop counter
   firewall reset [-c FILE] [--force]
                               delete ftpsd's nftables table (and nothing else)
+  ban list|add|remove ...     list, add or lift bans in the running table (ftpsd ban -h)
   version                     print the version
 `
 
@@ -57,6 +61,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdPasswd(stdin, stdout, stderr)
 	case "firewall":
 		err = cmdFirewall(args[1:], stdout)
+	case "ban":
+		err = cmdBan(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
@@ -158,13 +164,22 @@ func openFirewall(cfg *config.Config, log *slog.Logger) (nft.Firewall, error) {
 }
 
 func nftConfig(cfg *config.Config) nft.Config {
+	var ports []uint16
+	for _, a := range append(slices.Clone(cfg.Server.Listen), cfg.Server.ImplicitListen...) {
+		if _, p, err := net.SplitHostPort(a); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports = append(ports, uint16(n))
+			}
+		}
+	}
 	return nft.Config{
-		Table:    cfg.Firewall.Table,
-		PortMin:  cfg.Passive.PortMin,
-		PortMax:  cfg.Passive.PortMax,
-		Timeout:  cfg.Firewall.PinholeTimeout,
-		Mark:     cfg.Firewall.Mark,
-		MarkMask: cfg.Firewall.MarkMask,
+		Table:       cfg.Firewall.Table,
+		PortMin:     cfg.Passive.PortMin,
+		PortMax:     cfg.Passive.PortMax,
+		Timeout:     cfg.Firewall.PinholeTimeout,
+		Mark:        cfg.Firewall.Mark,
+		MarkMask:    cfg.Firewall.MarkMask,
+		ListenPorts: ports,
 	}
 }
 
