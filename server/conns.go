@@ -79,13 +79,18 @@ type dataConn struct {
 	idle   time.Duration
 	rawEOF atomic.Bool
 	closed atomic.Bool
+	read   int64 // bytes read so far; only the reading goroutine uses it
 }
 
 func (d *dataConn) Read(p []byte) (int, error) {
 	if d.idle > 0 {
 		d.Conn.SetReadDeadline(time.Now().Add(d.idle))
 	}
+	if d.read < quickAckBytes {
+		quickAck(d.Conn)
+	}
 	n, err := d.Conn.Read(p)
+	d.read += int64(n)
 	if errors.Is(err, io.EOF) {
 		d.rawEOF.Store(true)
 	}
