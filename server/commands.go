@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -52,6 +53,11 @@ func (c *ctlConn) intercept(line []byte) (bool, error) {
 		return true, c.loggedIn(func(fs *driver.FS) error { return c.mlst(fs, param) })
 	case "HASH":
 		return true, c.loggedIn(func(fs *driver.FS) error { return c.hash(fs, param) })
+	case "REST":
+		// ftpserverlib answers a bad offset with 550 and strconv's text.
+		if n, err := strconv.ParseInt(strings.TrimSpace(param), 10, 64); err != nil || n < 0 {
+			return true, c.reply(501, "REST needs a byte offset (0 or more)")
+		}
 	case "MKD", "XMKD":
 		if c.sess.driver() != nil && !driver.ValidName(param) {
 			return true, c.reply(553, driver.ErrBadName.Error())
