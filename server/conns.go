@@ -139,7 +139,9 @@ func (m *mlsdConn) Write(p []byte) (int, error) {
 		out = append(out, "\r\n"...)
 		m.partial = m.partial[i+2:]
 	}
-	if len(out) > 0 {
+	// An empty write still matters: ftpserverlib sends one for an empty
+	// listing, and over TLS it is what runs the handshake.
+	if len(out) > 0 || len(p) == 0 {
 		if _, err := m.Conn.Write(out); err != nil {
 			return 0, err
 		}

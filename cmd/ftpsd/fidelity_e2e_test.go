@@ -127,6 +127,12 @@ func TestRawProtocolDetails(t *testing.T) {
 		!strings.Contains(string(b), "; h.txt\r\n") {
 		t.Errorf("MLSD = %q %v", b, err)
 	}
+	// An empty listing still completes its TLS handshake.
+	want(257, "MKD empty")
+	if b, err := c.Retr("MLSD empty"); err != nil || len(b) != 0 {
+		t.Errorf("MLSD of an empty directory = %q %v", b, err)
+	}
+	want(250, "RMD empty")
 	want(200, "OPTS MLST type;size;")
 	if b, err := c.Retr("MLSD"); err != nil || !strings.Contains(string(b), "type=file;size=16; h.txt\r\n") {
 		t.Errorf("MLSD after OPTS MLST = %q %v", b, err)
@@ -368,5 +374,57 @@ func TestDiskFull(t *testing.T) {
 	}()
 	if rep, err := c.Read(); err != nil || rep.Code != 452 {
 		t.Errorf("resumed upload into a full disk: %v %v, want 452", rep, err)
+	}
+}
+
+// TestRcloneExplicitFTPS: rclone copy, check and lsf over explicit FTPS.
+func TestRcloneExplicitFTPS(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{})
+	local := filepath.Join(s.dir, "tree")
+	randomFile(t, filepath.Join(local, "a", "one.bin"), 300_000)
+	randomFile(t, filepath.Join(local, "a", "b", "two.bin"), 1_200_000)
+	randomFile(t, filepath.Join(local, `odd name\with backslash.txt`), 10)
+	obscured := strings.TrimSpace(s.mustRun(30*time.Second, "rclone", "obscure", testUsers["alice"]))
+	rclone := func(args ...string) string {
+		t.Helper()
+		return s.mustRun(120*time.Second, "rclone", append([]string{"--config", filepath.Join(s.dir, "rclone.conf"),
+			"--ftp-host", srvIP4, "--ftp-port", fmt.Sprint(ctlPort), "--ftp-user", "alice", "--ftp-pass", obscured,
+			"--ftp-explicit-tls", "--ftp-no-check-certificate", "--low-level-retries", "1", "--retries", "1",
+			"--contimeout", "10s", "--timeout", "30s", "-vv"}, args...)...)
+	}
+	rclone("copy", "tree", ":ftp:up")
+	rclone("check", "tree", ":ftp:up")
+	lsf := rclone("lsf", "-R", "--format", "ps", ":ftp:up")
+	for _, want := range []string{"a/one.bin;300000", "a/b/two.bin;1200000", `odd name\with backslash.txt;10`} {
+		if !strings.Contains(lsf, want) {
+			t.Errorf("rclone lsf lacks %q:\n%s", want, lsf)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(s.root("alice"), "up", "a", "b", "two.bin")); err != nil || len(got) != 1_200_000 {
+		t.Errorf("rclone copy: %v", err)
+	}
+	// check notices a difference.
+	os.WriteFile(filepath.Join(s.root("alice"), "up", "a", "one.bin"), []byte("changed"), 0o644)
+	if out, err := s.run(60*time.Second, "rclone", "--config", filepath.Join(s.dir, "rclone.conf"),
+		"--ftp-host", srvIP4, "--ftp-port", fmt.Sprint(ctlPort), "--ftp-user", "alice", "--ftp-pass", obscured,
+		"--ftp-explicit-tls", "--ftp-no-check-certificate", "check", "tree", ":ftp:up"); err == nil {
+		t.Errorf("rclone check missed a changed file:\n%s", out)
+	}
+}
+
+// TestWgetRecursiveImplicitFTPS: wget -r over implicit FTPS.
+func TestWgetRecursiveImplicitFTPS(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{})
+	src := filepath.Join(s.root("alice"), "pub")
+	one := randomFile(t, filepath.Join(src, "one.bin"), 400_000)
+	two := randomFile(t, filepath.Join(src, "sub", "two.txt"), 1000)
+	s.mustRun(120*time.Second, "wget", "--quiet", "--recursive", "--no-host-directories", "--ftps-implicit",
+		"--no-check-certificate", "--tries", "1", "--timeout", "30", "--directory-prefix", "got",
+		"--user", "alice", "--password", testUsers["alice"],
+		fmt.Sprintf("ftps://%s:%d/pub/", srvIP4, impPort))
+	for p, want := range map[string][]byte{"pub/one.bin": one, "pub/sub/two.txt": two} {
+		if got, err := os.ReadFile(filepath.Join(s.dir, "got", p)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("wget -r: %s differs (%v)", p, err)
+		}
 	}
 }
