@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"io/fs"
+	"strings"
 	"syscall"
 	"unicode"
 	"unicode/utf8"
@@ -69,8 +70,10 @@ func public(err error) error {
 	case errors.Is(err, fs.ErrPermission):
 		return &publicError{"permission denied", fs.ErrPermission}
 	}
-	// os.Root's "path escapes from parent" and the like: the name leads
-	// nowhere the user may go.
+	if strings.Contains(err.Error(), "path escapes from parent") {
+		// os.Root refused a symlink that leads out of the user's root.
+		return &publicError{"permission denied", fs.ErrPermission}
+	}
 	return &publicError{"operation failed", err}
 }
 

@@ -65,10 +65,16 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	d.sess.data = dc
 	d.sess.mu.Unlock()
 	// Data TLS is ftpsd's, like control TLS (see ctlConn): ftpserverlib
-	// never saw PROT P.
+	// never saw PROT P. The config is the session's, as ftpserverlib would
+	// have asked for it.
 	var conn net.Conn = dc
 	if dc.tls {
-		conn = tls.Server(dc, d.sess.srv.tlsConf.Load())
+		cfg, err := d.sess.GetTLSConfig()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		conn = tls.Server(dc, cfg)
 	}
 	if d.sess.mlsd.Load() {
 		conn = &mlsdConn{Conn: conn, sess: d.sess}

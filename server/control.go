@@ -205,7 +205,11 @@ func (c *ctlConn) startTLS() error {
 		// injected by anyone on the path (CVE-2011-0411); refuse them.
 		return errors.New("clear-text data after AUTH TLS")
 	}
-	tc := tls.Server(c.raw, c.sess.srv.tlsConf.Load())
+	cfg, err := c.sess.GetTLSConfig()
+	if err != nil {
+		return fmt.Errorf("AUTH TLS: %w", err)
+	}
+	tc := tls.Server(c.raw, cfg)
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.sess.log.Info("AUTH TLS handshake failed", "err", err)
