@@ -9,6 +9,8 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"hash/crc32"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -426,5 +428,64 @@ func TestWgetRecursiveImplicitFTPS(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(s.dir, "got", p)); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("wget -r: %s differs (%v)", p, err)
 		}
+	}
+}
+
+// TestControlLayerHostile: what the control layer ftpsd adds must not open
+// new holes: commands smuggled behind AUTH TLS, names that would forge reply
+// lines, paths and symlinks leading out of the root.
+func TestControlLayerHostile(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{})
+	root := s.root("alice")
+	os.WriteFile(filepath.Join(s.dir, "outside.txt"), []byte("secret"), 0o644)
+	os.Symlink(filepath.Join(s.dir, "outside.txt"), filepath.Join(root, "link-out"))
+	os.WriteFile(filepath.Join(root, "evil\r\n226 forged"), []byte("x"), 0o644)
+	addr := net.JoinHostPort(srvIP4, fmt.Sprint(ctlPort))
+
+	// Clear-text commands pipelined behind AUTH TLS (CVE-2011-0411) are not
+	// run after the handshake: the connection is dropped.
+	raw, err := s.dial(cliA4, 2*time.Second)("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 512)
+	raw.Read(buf) // 220
+	raw.Write([]byte("AUTH TLS\r\nUSER alice\r\n"))
+	got, _ := io.ReadAll(raw)
+	if !strings.HasPrefix(string(got), "234 ") || strings.Contains(string(got), "331") {
+		t.Errorf("pipelined AUTH TLS: %q, want 234 and then the end", got)
+	}
+	raw.Close()
+
+	c := s.client(cliA4, srvIP4, "alice")
+	st, err := c.Expect(212, "STAT /")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Msg, "evil??226 forged") {
+		t.Errorf("STAT with a CR LF name: %q", st.Msg)
+	}
+	if rep, _ := c.Cmd("NOOP"); rep.Code != 200 {
+		t.Errorf("after STAT, the next reply is %v: STAT's reply was forged", rep)
+	}
+	for _, cmd := range []string{"HASH link-out", "HASH ../../../../" + s.dir + "/outside.txt", "MLST link-out",
+		"STAT link-out", "SITE CHMOD 777 link-out"} {
+		rep, err := c.Cmd("%s", cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Code < 500 || strings.Contains(rep.Msg, "secret") {
+			t.Errorf("%s: %v, want a refusal", cmd, rep)
+		}
+		checkNoInternals(t, s, cmd, rep)
+	}
+	if fi, _ := os.Stat(filepath.Join(s.dir, "outside.txt")); fi.Mode().Perm() != 0o644 {
+		t.Errorf("SITE CHMOD through a symlink changed a file outside the root: %v", fi.Mode())
+	}
+	// A long line is refused as before (ftpserverlib's 4096-byte limit).
+	c.Conn().Write([]byte("NOOP " + strings.Repeat("x", 5000) + "\r\n"))
+	if rep, err := c.Read(); err == nil && rep.Code == 200 {
+		t.Errorf("overlong line accepted: %v", rep)
 	}
 }
