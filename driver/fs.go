@@ -3,7 +3,6 @@
 package driver
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -35,7 +35,16 @@ type Options struct {
 	UploadComplete func() error
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
+	// Umask is the session's starting umask for new files and directories
+	// (SITE UMASK changes it per session). Nil means 022.
+	Umask *os.FileMode
+	// Cwd, if set, returns the session's working directory, against which
+	// SITE resolves relative paths.
+	Cwd func() string
 }
+
+// DefaultUmask is the umask of a session unless configured otherwise.
+const DefaultUmask os.FileMode = 0o022
 
 // FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one directory.
 type FS struct {
@@ -47,6 +56,9 @@ type FS struct {
 	mu      sync.Mutex
 	handles int
 	closing bool
+	umask   os.FileMode
+	// listed is the last ReadDir result by name, for MLSD facts.
+	listed map[string]os.FileInfo
 }
 
 var (
@@ -54,6 +66,8 @@ var (
 	_ ftpserver.ClientDriverExtentionFileTransfer = (*FS)(nil)
 	_ ftpserver.ClientDriverExtensionFileList     = (*FS)(nil)
 	_ ftpserver.ClientDriverExtensionRemoveDir    = (*FS)(nil)
+	_ ftpserver.ClientDriverExtensionSite         = (*FS)(nil)
+	_ ftpserver.ClientDriverExtensionHasher       = (*FS)(nil)
 )
 
 // New opens dir as the root of a confined file system. Close releases it.
@@ -65,7 +79,11 @@ func New(dir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &FS{root: root, opts: opts}, nil
+	umask := DefaultUmask
+	if opts.Umask != nil {
+		umask = *opts.Umask & 0o777
+	}
+	return &FS{root: root, opts: opts, umask: umask}, nil
 }
 
 // Close releases the root directory handle.
@@ -96,10 +114,11 @@ func (f *FS) drop() {
 
 // rel turns an FTP path (absolute, slash-separated, relative to the user's
 // root) into a name for os.Root, which itself refuses anything that leaves the root.
+// A backslash is an ordinary character in a Unix name, as on vsftpd.
 func rel(name string) (string, error) {
-	clean := path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))
+	clean := path.Clean("/" + name)
 	if strings.HasPrefix(path.Base(clean), PartPrefix) {
-		return "", &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+		return "", public(fs.ErrNotExist)
 	}
 	if clean == "/" {
 		return ".", nil
@@ -107,11 +126,38 @@ func rel(name string) (string, error) {
 	return clean[1:], nil
 }
 
-func (f *FS) writable(op, name string) (string, error) {
+// writable resolves a name the user wants to change.
+func (f *FS) writable(name string) (string, error) {
 	if f.opts.ReadOnly {
-		return "", &fs.PathError{Op: op, Path: name, Err: ErrReadOnly}
+		return "", public(ErrReadOnly)
 	}
 	return rel(name)
+}
+
+// creatable resolves a name the user wants to create: existing odd names
+// may still be read, renamed and deleted, but no new ones are made.
+func (f *FS) creatable(name string) (string, error) {
+	if f.opts.ReadOnly {
+		return "", public(ErrReadOnly)
+	}
+	if !ValidName(name) {
+		return "", ErrBadName
+	}
+	return rel(name)
+}
+
+// Umask is the session's current umask.
+func (f *FS) Umask() os.FileMode {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.umask
+}
+
+// SetUmask changes the session's umask (SITE UMASK).
+func (f *FS) SetUmask(m os.FileMode) {
+	f.mu.Lock()
+	f.umask = m & 0o777
+	f.mu.Unlock()
 }
 
 // Name identifies this file system in ftpserverlib's logs.
@@ -124,20 +170,20 @@ func (f *FS) Create(name string) (afero.File, error) {
 
 // Mkdir creates one directory.
 func (f *FS) Mkdir(name string, perm os.FileMode) error {
-	r, err := f.writable("mkdir", name)
+	r, err := f.creatable(name)
 	if err != nil {
 		return err
 	}
-	return f.root.Mkdir(r, perm&0o777|0o700)
+	return public(f.root.Mkdir(r, (perm&0o777|0o700)&^f.Umask()))
 }
 
 // MkdirAll creates a directory and its parents.
 func (f *FS) MkdirAll(name string, perm os.FileMode) error {
-	r, err := f.writable("mkdir", name)
+	r, err := f.creatable(name)
 	if err != nil {
 		return err
 	}
-	return f.root.MkdirAll(r, perm&0o777|0o700)
+	return public(f.root.MkdirAll(r, (perm&0o777|0o700)&^f.Umask()))
 }
 
 // Open opens a file or directory for reading.
@@ -151,82 +197,85 @@ func (f *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 		r   string
 		err error
 	)
-	if flag&(os.O_WRONLY|os.O_RDWR|os.O_CREATE|os.O_TRUNC|os.O_APPEND) != 0 {
-		r, err = f.writable("open", name)
-	} else {
+	switch {
+	case flag&os.O_CREATE != 0:
+		r, err = f.creatable(name)
+	case flag&(os.O_WRONLY|os.O_RDWR|os.O_TRUNC|os.O_APPEND) != 0:
+		r, err = f.writable(name)
+	default:
 		r, err = rel(name)
 	}
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.root.OpenFile(r, flag, perm&0o777)
+	file, err := f.root.OpenFile(r, flag, perm&0o777&^f.Umask())
 	if err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	return file, nil
 }
 
 // Remove deletes a file (DELE); directories need RemoveDir (RMD).
 func (f *FS) Remove(name string) error {
-	r, err := f.writable("remove", name)
+	r, err := f.writable(name)
 	if err != nil {
 		return err
 	}
 	fi, err := f.root.Lstat(r)
 	if err != nil {
-		return err
+		return public(err)
 	}
 	if fi.IsDir() {
-		return &fs.PathError{Op: "remove", Path: name, Err: errors.New("is a directory (use RMD)")}
+		return &publicError{"is a directory (use RMD)", syscall.EISDIR}
 	}
-	return f.root.Remove(r)
+	return public(f.root.Remove(r))
 }
 
 // RemoveDir deletes an empty directory (RMD).
 func (f *FS) RemoveDir(name string) error {
-	r, err := f.writable("rmdir", name)
+	r, err := f.writable(name)
 	if err != nil {
 		return err
 	}
 	if r == "." {
-		return &fs.PathError{Op: "rmdir", Path: name, Err: fs.ErrPermission}
+		return public(fs.ErrPermission)
 	}
 	fi, err := f.root.Lstat(r)
 	if err != nil {
-		return err
+		return public(err)
 	}
 	if !fi.IsDir() {
-		return &fs.PathError{Op: "rmdir", Path: name, Err: errors.New("not a directory")}
+		return errNotDir
 	}
-	return f.root.Remove(r)
+	return public(f.root.Remove(r))
 }
 
 // RemoveAll deletes a tree.
 func (f *FS) RemoveAll(name string) error {
-	r, err := f.writable("remove", name)
+	r, err := f.writable(name)
 	if err != nil {
 		return err
 	}
 	if r == "." {
-		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrPermission}
+		return public(fs.ErrPermission)
 	}
-	return f.root.RemoveAll(r)
+	return public(f.root.RemoveAll(r))
 }
 
 // Rename moves a file or directory within the root.
 func (f *FS) Rename(oldname, newname string) error {
-	o, err := f.writable("rename", oldname)
+	o, err := f.writable(oldname)
 	if err != nil {
 		return err
 	}
-	n, err := f.writable("rename", newname)
+	n, err := f.creatable(newname)
 	if err != nil {
 		return err
 	}
 	if o == "." || n == "." {
-		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrPermission}
+		return public(fs.ErrPermission)
 	}
-	return f.root.Rename(o, n)
+	return public(f.root.Rename(o, n))
 }
 
 // Stat follows symlinks, which os.Root keeps inside the root.
@@ -235,46 +284,70 @@ func (f *FS) Stat(name string) (os.FileInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return f.root.Stat(r)
+	fi, err := f.root.Stat(r)
+	return fi, public(err)
 }
 
-// Chmod changes permission bits (SITE CHMOD is disabled; kept for afero completeness).
+// Chmod changes permission bits (SITE CHMOD); setuid, setgid and sticky are refused.
 func (f *FS) Chmod(name string, mode os.FileMode) error {
-	r, err := f.writable("chmod", name)
+	if mode&^os.ModePerm != 0 {
+		return &publicError{"only permission bits (0-777) may be set", fs.ErrPermission}
+	}
+	r, err := f.writable(name)
 	if err != nil {
 		return err
 	}
-	return f.root.Chmod(r, mode&0o777)
+	if r == "." {
+		return public(fs.ErrPermission)
+	}
+	return public(f.root.Chmod(r, mode))
 }
 
 // Chown is refused: FTP users do not own Unix accounts.
-func (f *FS) Chown(name string, _, _ int) error {
-	return &fs.PathError{Op: "chown", Path: name, Err: fs.ErrPermission}
+func (f *FS) Chown(string, int, int) error {
+	return public(fs.ErrPermission)
 }
 
 // Chtimes sets times (MFMT).
 func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
-	r, err := f.writable("chtimes", name)
+	r, err := f.writable(name)
 	if err != nil {
 		return err
 	}
-	return f.root.Chtimes(r, atime, mtime)
+	return public(f.root.Chtimes(r, atime, mtime))
 }
 
-// ReadDir lists a directory, hiding uploads in progress.
+// ReadDir lists a directory (LIST, NLST, MLSD), hiding uploads in progress.
+// It remembers the entries for MLSDFacts.
 func (f *FS) ReadDir(name string) ([]os.FileInfo, error) {
+	infos, err := f.List(name)
+	if err != nil {
+		return nil, err
+	}
+	listed := make(map[string]os.FileInfo, len(infos))
+	for _, fi := range infos {
+		listed[fi.Name()] = fi
+	}
+	f.mu.Lock()
+	f.listed = listed
+	f.mu.Unlock()
+	return infos, nil
+}
+
+// List lists a directory, hiding uploads in progress.
+func (f *FS) List(name string) ([]os.FileInfo, error) {
 	r, err := rel(name)
 	if err != nil {
 		return nil, err
 	}
 	dir, err := f.root.Open(r)
 	if err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	defer dir.Close()
 	infos, err := dir.Readdir(-1)
 	if err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	out := infos[:0]
 	for _, fi := range infos {
@@ -284,3 +357,14 @@ func (f *FS) ReadDir(name string) ([]os.FileInfo, error) {
 	}
 	return out, nil
 }
+
+// Listed returns an entry of the last ReadDir.
+func (f *FS) Listed(name string) (os.FileInfo, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi, ok := f.listed[name]
+	return fi, ok
+}
+
+// ReadOnly reports whether the account may change anything.
+func (f *FS) ReadOnly() bool { return f.opts.ReadOnly }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"syscall"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -24,7 +25,7 @@ import (
 // place: their point is to keep what already arrived.
 func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTransfer, error) {
 	if offset < 0 {
-		return nil, &fs.PathError{Op: "rest", Path: name, Err: errors.New("negative restart offset")}
+		return nil, &publicError{"negative restart offset", fs.ErrInvalid}
 	}
 	var (
 		t   *transfer
@@ -43,12 +44,12 @@ func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTran
 }
 
 func (f *FS) upload(name string, flags int, offset int64) (*transfer, error) {
-	r, err := f.writable("upload", name)
+	r, err := f.creatable(name)
 	if err != nil {
 		return nil, err
 	}
 	if r == "." {
-		return nil, &fs.PathError{Op: "upload", Path: name, Err: errors.New("is a directory")}
+		return nil, errIsDir
 	}
 	if flags&os.O_APPEND != 0 || offset > 0 {
 		return f.resume(name, r, flags, offset)
@@ -63,33 +64,44 @@ func (f *FS) download(name string, offset int64) (*transfer, error) {
 	}
 	file, err := f.root.Open(r)
 	if err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	if fi, err := file.Stat(); err != nil || fi.IsDir() {
 		file.Close()
 		if err == nil {
-			err = &fs.PathError{Op: "retr", Path: name, Err: errors.New("is a directory")}
+			return nil, errIsDir
 		}
-		return nil, err
+		return nil, public(err)
 	}
 	return &transfer{File: file, fs: f, path: name, dir: "download", offset: offset, start: time.Now(), truncateAt: -1}, nil
 }
 
 func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) {
-	file, err := f.root.OpenFile(r, flags&(os.O_WRONLY|os.O_APPEND|os.O_CREATE), 0o644)
+	open := flags & (os.O_WRONLY | os.O_APPEND | os.O_CREATE)
+	if flags&os.O_APPEND == 0 {
+		// Check the offset before opening, so that a refused REST+STOR
+		// creates nothing.
+		var size int64
+		fi, err := f.root.Stat(r)
+		switch {
+		case err == nil && fi.IsDir():
+			return nil, errIsDir
+		case err == nil:
+			size = fi.Size()
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, public(err)
+		}
+		if offset > size {
+			return nil, &publicError{fmt.Sprintf("restart offset %d is past the end of the file (%d bytes)", offset, size), fs.ErrInvalid}
+		}
+		open &^= os.O_CREATE
+	}
+	file, err := f.root.OpenFile(r, open, 0o666&^f.Umask())
 	if err != nil {
-		return nil, err
+		return nil, public(err)
 	}
 	t := &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now(), truncateAt: -1}
 	if flags&os.O_APPEND == 0 {
-		fi, err := file.Stat()
-		if err == nil && offset > fi.Size() {
-			err = fmt.Errorf("restart offset %d is past the end (%d bytes)", offset, fi.Size())
-		}
-		if err != nil {
-			file.Close()
-			return nil, &fs.PathError{Op: "rest", Path: name, Err: err}
-		}
 		// The resumed part replaces whatever followed offset, but only
 		// once data arrives: a client that never connects changes nothing.
 		t.truncateAt = offset
@@ -98,10 +110,10 @@ func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) 
 }
 
 func (f *FS) replace(name, r string) (*transfer, error) {
-	mode := os.FileMode(0o644)
+	mode := 0o666 &^ f.Umask()
 	if fi, err := f.root.Stat(r); err == nil {
 		if fi.IsDir() {
-			return nil, &fs.PathError{Op: "upload", Path: name, Err: errors.New("is a directory")}
+			return nil, errIsDir
 		}
 		mode = fi.Mode().Perm()
 	}
@@ -111,7 +123,11 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 	tmp := path.Join(path.Dir(r), PartPrefix+hex.EncodeToString(rnd[:]))
 	file, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		return nil, err
+		return nil, public(err)
+	}
+	if mode&^(0o666&^f.Umask()) != 0 {
+		// A replaced file keeps its mode even where umask would narrow it.
+		file.Chmod(mode)
 	}
 	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil
 }
@@ -136,10 +152,31 @@ type transfer struct {
 
 var _ ftpserver.FileTransferError = (*transfer)(nil)
 
+// ioError hides paths and system call names in an error ftpserverlib will
+// put into a reply. EOF stays EOF; errors that are not the file's come
+// from the data connection.
+func ioError(err error) error {
+	if err == nil || err == io.EOF {
+		return err
+	}
+	var pe *fs.PathError
+	var errno syscall.Errno
+	if errors.As(err, &pe) || errors.As(err, &errno) {
+		return public(err)
+	}
+	return &publicError{"data connection failed", err}
+}
+
 func (t *transfer) Read(p []byte) (int, error) {
 	n, err := t.File.Read(p)
 	t.bytes += int64(n)
-	return n, err
+	return n, ioError(err)
+}
+
+// Seek is RETR's and REST+STOR's restart offset.
+func (t *transfer) Seek(offset int64, whence int) (int64, error) {
+	n, err := t.File.Seek(offset, whence)
+	return n, public(err)
 }
 
 // cut applies a pending REST+STOR truncation before the first byte lands.
@@ -150,7 +187,7 @@ func (t *transfer) cut() error {
 	at := t.truncateAt
 	t.truncateAt = -1
 	if err := t.File.Truncate(at); err != nil {
-		return fmt.Errorf("truncate %s at %d: %w", t.path, at, err)
+		return public(err)
 	}
 	return nil
 }
@@ -161,7 +198,7 @@ func (t *transfer) Write(p []byte) (int, error) {
 	}
 	n, err := t.File.Write(p)
 	t.bytes += int64(n)
-	return n, err
+	return n, ioError(err)
 }
 
 // ReadFrom and WriteTo keep *os.File's fast paths (io.Copy prefers them) while counting.
@@ -171,13 +208,13 @@ func (t *transfer) ReadFrom(r io.Reader) (int64, error) {
 	}
 	n, err := t.File.ReadFrom(r)
 	t.bytes += n
-	return n, err
+	return n, ioError(err)
 }
 
 func (t *transfer) WriteTo(w io.Writer) (int64, error) {
 	n, err := t.File.WriteTo(w)
 	t.bytes += n
-	return n, err
+	return n, ioError(err)
 }
 
 // TransferError records that the data stream did not end cleanly.
@@ -236,7 +273,7 @@ func (t *transfer) Close() error {
 		return fmt.Errorf("upload of %s incomplete: %w", t.path, t.failed)
 	}
 	if err != nil {
-		return fmt.Errorf("close %s: %w", t.path, err)
+		return fmt.Errorf("%s of %s not completed: %w", t.dir, t.path, public(err))
 	}
 	return nil
 }

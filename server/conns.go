@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,11 +60,26 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	dc := &dataConn{Conn: c, idle: d.sess.srv.cfg.Server.DataTimeout}
+	dc := &dataConn{Conn: c, idle: d.sess.srv.cfg.Server.DataTimeout, tls: d.sess.protP.Load()}
 	d.sess.mu.Lock()
 	d.sess.data = dc
 	d.sess.mu.Unlock()
-	return dc, nil
+	// Data TLS is ftpsd's, like control TLS (see ctlConn): ftpserverlib
+	// never saw PROT P. The config is the session's, as ftpserverlib would
+	// have asked for it.
+	var conn net.Conn = dc
+	if dc.tls {
+		cfg, err := d.sess.GetTLSConfig()
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		conn = tls.Server(dc, cfg)
+	}
+	if d.sess.mlsd.Load() {
+		conn = &mlsdConn{Conn: conn, sess: d.sess}
+	}
+	return conn, nil
 }
 
 // dataConn notes whether the raw TCP stream reached EOF. Under TLS, a peer
@@ -77,6 +95,7 @@ func (d *dataListener) Accept() (net.Conn, error) {
 type dataConn struct {
 	net.Conn
 	idle   time.Duration
+	tls    bool // TLS runs on top (PROT P)
 	rawEOF atomic.Bool
 	closed atomic.Bool
 	read   int64 // bytes read so far; only the reading goroutine uses it
@@ -107,4 +126,58 @@ func (d *dataConn) Write(p []byte) (int, error) {
 func (d *dataConn) Close() error {
 	d.closed.Store(true)
 	return d.Conn.Close()
+}
+
+// mlsdConn carries one MLSD listing and gives each entry ftpsd's facts
+// (factsLine): ftpserverlib v0.32.3 writes only Type, Size and Modify, with no
+// hook to add any (upstream: an MLSx fact callback on the driver). Entries
+// are matched by name with the driver's ReadDir that produced the listing.
+type mlsdConn struct {
+	net.Conn
+	sess    *session
+	partial []byte
+}
+
+func (m *mlsdConn) Write(p []byte) (int, error) {
+	m.partial = append(m.partial, p...)
+	var out []byte
+	for {
+		i := bytes.Index(m.partial, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		out = append(out, m.entry(string(m.partial[:i]))...)
+		out = append(out, "\r\n"...)
+		m.partial = m.partial[i+2:]
+	}
+	// An empty write still matters: ftpserverlib sends one for an empty
+	// listing, and over TLS it is what runs the handshake.
+	if len(out) > 0 || len(p) == 0 {
+		if _, err := m.Conn.Write(out); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// entry rewrites "Type=..;Size=..;Modify=..; name" with the session's facts.
+func (m *mlsdConn) entry(line string) string {
+	_, name, ok := strings.Cut(line, " ")
+	fs := m.sess.driver()
+	if !ok || fs == nil {
+		return line
+	}
+	fi, ok := fs.Listed(name)
+	if !ok {
+		return line
+	}
+	return factsLine(fi, fs.ReadOnly(), m.sess.facts(), name)
+}
+
+func (m *mlsdConn) Close() error {
+	if len(m.partial) > 0 {
+		m.Conn.Write(m.partial)
+		m.partial = nil
+	}
+	return m.Conn.Close()
 }

@@ -31,12 +31,12 @@ func quickAck(c net.Conn) {
 	})
 }
 
-// ctlConn is a control connection that ACKs at once: commands and replies
+// ackConn is a control connection that ACKs at once: commands and replies
 // are small and strictly alternate, so a delayed ACK only ever delays the
 // client's next small write (Nagle), never saves a packet.
-type ctlConn struct{ net.Conn }
+type ackConn struct{ net.Conn }
 
-func (c ctlConn) Read(p []byte) (int, error) {
+func (c ackConn) Read(p []byte) (int, error) {
 	quickAck(c.Conn)
 	return c.Conn.Read(p)
 }

@@ -262,7 +262,7 @@ func (s *Server) admit(ip netip.Addr) string {
 
 func (s *Server) handle(conn net.Conn, implicit bool) {
 	ip := remoteIP(conn)
-	conn = ctlConn{conn}
+	conn = ackConn{conn}
 	refusal := s.admit(ip)
 	if refusal != "" && implicit {
 		// A refusal over implicit TLS would cost a handshake per refused

@@ -110,15 +110,14 @@ func TestSettingsAreFreshCopies(t *testing.T) {
 	if a.IdleTimeout != 2 || a.ConnectionTimeout != 1 {
 		t.Errorf("timeouts %d/%d s, want 2 (1.5s rounded up) and 1", a.IdleTimeout, a.ConnectionTimeout)
 	}
-	if a.TLSRequired != ftpserver.MandatoryEncryption || !a.DisableActiveMode {
-		t.Errorf("explicit session: TLS %v, active mode disabled %v", a.TLSRequired, a.DisableActiveMode)
+	// ftpsd terminates TLS itself (ctlConn), so ftpserverlib must never
+	// wrap a connection in TLS of its own, whatever the session.
+	if a.TLSRequired != ftpserver.ClearOrEncrypted || !a.DisableActiveMode || !a.DisableASCIIConversion {
+		t.Errorf("explicit session: TLS %v, active mode disabled %v, ASCII conversion disabled %v",
+			a.TLSRequired, a.DisableActiveMode, a.DisableASCIIConversion)
 	}
 	implicit := &session{srv: s, ln: newOneShot(nil), implicit: true}
-	if c, _ := implicit.GetSettings(); c.TLSRequired != ftpserver.ImplicitEncryption {
+	if c, _ := implicit.GetSettings(); c.TLSRequired != ftpserver.ClearOrEncrypted {
 		t.Errorf("implicit session: TLS %v", c.TLSRequired)
-	}
-	cfg.TLS.Require = false
-	if c, _ := explicit.GetSettings(); c.TLSRequired != ftpserver.ClearOrEncrypted {
-		t.Errorf("require = false: TLS %v", c.TLSRequired)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
@@ -37,6 +38,14 @@ type session struct {
 	data     *dataConn     // the current passive data connection, if any
 	start    time.Time
 	closedCC bool
+
+	// Set by the control layer (ctlConn): TLS on the control connection,
+	// PROT P for data, and whether the next data connection carries MLSD.
+	ctlTLS atomic.Bool
+	protP  atomic.Bool
+	mlsd   atomic.Bool
+	// factSel is the OPTS MLST selection; nil means all facts.
+	factSel atomic.Pointer[[]string]
 }
 
 var (
@@ -52,9 +61,13 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
 		id:       s.nextID.Add(1),
 		clientIP: ip,
 		implicit: implicit,
-		ln:       newOneShot(conn),
 		start:    time.Now(),
 	}
+	// Implicit TLS (handled before) protects the data connections too
+	// unless the client sends PROT C.
+	sess.ctlTLS.Store(implicit)
+	sess.protP.Store(implicit)
+	sess.ln = newOneShot(newCtlConn(conn, sess))
 	sess.log = s.log.With("session", sess.id, "client", conn.RemoteAddr().String())
 	s.register(sess)
 	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
@@ -140,13 +153,6 @@ func seconds(d time.Duration) int {
 // GetSettings returns a fresh copy each call: ftpserverlib writes to it.
 func (sess *session) GetSettings() (*ftpserver.Settings, error) {
 	cfg := sess.srv.cfg
-	tlsMode := ftpserver.ClearOrEncrypted
-	if cfg.TLS.Require {
-		tlsMode = ftpserver.MandatoryEncryption
-	}
-	if sess.implicit {
-		tlsMode = ftpserver.ImplicitEncryption
-	}
 	return &ftpserver.Settings{
 		Listener:                 sess.ln,
 		PublicHost:               cfg.Server.PublicHost,
@@ -155,13 +161,20 @@ func (sess *session) GetSettings() (*ftpserver.Settings, error) {
 		PassiveTransferPortRange: sess.srv.ports.Getter(),
 		IdleTimeout:              seconds(cfg.Server.IdleTimeout),
 		ConnectionTimeout:        seconds(cfg.Server.DataTimeout),
-		TLSRequired:              tlsMode,
+		// ftpsd terminates TLS itself (ctlConn, dataListener), so
+		// ftpserverlib sees clear text; PreAuthUser, AuthUser and
+		// WrapPassiveListener enforce [tls] require.
+		TLSRequired: ftpserver.ClearOrEncrypted,
 		// Active mode makes the server connect out to an address the client
 		// names (FTP bounce); passive mode with pinholes is the whole point.
-		DisableActiveMode:    true,
-		DisableSite:          true,
-		DefaultTransferType:  ftpserver.TransferTypeBinary,
-		PasvConnectionsCheck: ftpserver.IPMatchRequired,
+		DisableActiveMode: true,
+		// SITE reaches the driver's Site, which offers CHMOD, UMASK, HELP.
+		DisableSite: false,
+		// Transfers are byte-for-byte in TYPE A too, as with vsftpd's
+		// defaults, so SIZE and REST are exact and allowed in either type.
+		DisableASCIIConversion: true,
+		DefaultTransferType:    ftpserver.TransferTypeBinary,
+		PasvConnectionsCheck:   ftpserver.IPMatchRequired,
 	}, nil
 }
 
@@ -199,8 +212,8 @@ func (sess *session) ClientDisconnected(ftpserver.ClientContext) {
 
 // PreAuthUser refuses USER on a clear-text control connection when TLS is
 // required, with a 530 reply before any password can be sent.
-func (sess *session) PreAuthUser(cc ftpserver.ClientContext, user string) error {
-	if sess.srv.cfg.TLS.Require && !cc.HasTLSForControl() {
+func (sess *session) PreAuthUser(_ ftpserver.ClientContext, user string) error {
+	if sess.srv.cfg.TLS.Require && !sess.ctlTLS.Load() {
 		sess.log.Warn("clear-text login refused", "user", user)
 		return errors.New("TLS required: send AUTH TLS before USER")
 	}
@@ -209,7 +222,7 @@ func (sess *session) PreAuthUser(cc ftpserver.ClientContext, user string) error 
 
 // AuthUser checks the password and returns the user's confined file system.
 func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpserver.ClientDriver, error) {
-	if sess.srv.cfg.TLS.Require && !cc.HasTLSForControl() {
+	if sess.srv.cfg.TLS.Require && !sess.ctlTLS.Load() {
 		sess.log.Warn("clear-text login refused", "user", user)
 		return nil, errors.New("TLS required: send AUTH TLS before USER")
 	}
@@ -222,6 +235,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		ReadOnly:       acc.ReadOnly,
 		UploadComplete: sess.uploadComplete,
 		Logger:         sess.log.With("user", user),
+		Cwd:            cc.Path,
 	})
 	if err != nil {
 		sess.log.Error("login: open root", "user", user, "err", err)
@@ -252,7 +266,7 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 	sess.mu.Lock()
 	cc, user := sess.cc, sess.user
 	sess.mu.Unlock()
-	if sess.srv.cfg.TLS.Require && cc != nil && !cc.HasTLSForTransfers() {
+	if sess.srv.cfg.TLS.Require && !sess.protP.Load() {
 		ln.Close()
 		return nil, errors.New("TLS required for data: send PBSZ 0 and PROT P first")
 	}
@@ -292,17 +306,39 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 // truncated upload and must not replace the previous file.
 func (sess *session) uploadComplete() error {
 	sess.mu.Lock()
-	dc, cc := sess.data, sess.cc
+	dc := sess.data
 	sess.mu.Unlock()
 	if dc == nil {
 		// Nothing was received: never replace a file with an empty one.
 		return errors.New("no data connection was opened")
 	}
-	if cc == nil || !cc.HasTLSForTransfers() {
+	if !dc.tls {
 		return nil
 	}
 	if dc.rawEOF.Load() {
 		return errors.New("data connection ended without TLS close_notify")
 	}
 	return nil
+}
+
+// driver is the logged-in user's file system, or nil before login.
+func (sess *session) driver() *driver.FS {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.fs
+}
+
+// context is ftpserverlib's view of the session, or nil before it started.
+func (sess *session) context() ftpserver.ClientContext {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	return sess.cc
+}
+
+// facts are the MLSx facts the client selected (all unless OPTS MLST).
+func (sess *session) facts() []string {
+	if p := sess.factSel.Load(); p != nil {
+		return *p
+	}
+	return allFacts
 }

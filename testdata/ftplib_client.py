@@ -3,6 +3,7 @@
 
 usage: ftplib_client.py roundtrip HOST PORT USER PASS pasv|epsv
        ftplib_client.py mixed HOST PORT USER PASS COUNT
+       ftplib_client.py asciisize HOST PORT USER PASS
 """
 import ftplib
 import hashlib
@@ -75,10 +76,24 @@ def mixed(host, port, user, password, count):
     print("mixed ok done=%d cut=%d never=%d" % (done, cut, never))
 
 
+def asciisize(host, port, user, password):
+    """nlst() leaves the session in TYPE A; size() must still work there."""
+    ftp = connect(host, port, user, password, "pasv")
+    ftp.storbinary("STOR sized.txt", io.BytesIO(b"line one\nline two\n"))
+    names = ftp.nlst()  # ftplib sends TYPE A for it
+    sizes = {n: ftp.size(n) for n in names}
+    if sizes.get("sized.txt") != 18:
+        sys.exit("SIZE in ASCII mode: %r" % sizes)
+    ftp.quit()
+    print("asciisize ok", sizes["sized.txt"])
+
+
 if __name__ == "__main__":
     cmd, host, port, user, password = sys.argv[1:6]
     if cmd == "roundtrip":
         roundtrip(host, int(port), user, password, sys.argv[6])
+    elif cmd == "asciisize":
+        asciisize(host, int(port), user, password)
     elif cmd == "mixed":
         mixed(host, int(port), user, password, int(sys.argv[6]))
     else:

@@ -507,16 +507,16 @@ func TestStalledDataConnection(t *testing.T) {
 	}
 }
 
-// TestUploadThenClientVanishes: the client sends a whole upload and drops
-// the control connection at once, before the 226. ftpserverlib ends the
-// session (and cuts its data connection) while the file may still be open:
-// the target must be either the complete upload or untouched, never
-// partial, and no hidden part file may stay behind.
+// TestUploadThenClientVanishes: the client sends a whole upload (data and
+// TLS close_notify) and drops the control connection at once, before the
+// 226. The upload is complete, so it is kept: ftpsd holds the end of the
+// control stream back until the upload has been stored.
 func TestUploadThenClientVanishes(t *testing.T) {
 	s := startFTPSD(t, newNS(t), serverOpts{})
 	want := bytes.Repeat([]byte("complete"), 1<<20)
 	for i := range 5 {
 		name := fmt.Sprintf("up%d.bin", i)
+		os.WriteFile(filepath.Join(s.root("alice"), name), []byte("previous"), 0o644)
 		c := s.client(cliA4, srvIP4, "alice")
 		data, err := c.Begin("STOR " + name)
 		if err != nil {
@@ -530,17 +530,23 @@ func TestUploadThenClientVanishes(t *testing.T) {
 		ctl.SetLinger(0)
 		ctl.Close()
 	}
-	waitFor(t, 10*time.Second, "all five uploads to be settled", func() bool {
+	waitFor(t, 20*time.Second, "all five uploads to be settled", func() bool {
 		return countLines(s.log.String(), "msg=transfer", "direction=upload") == 5
 	})
+	if n := countLines(s.log.String(), "msg=transfer", "direction=upload", "result=ok"); n != 5 {
+		t.Errorf("%d of 5 complete uploads kept", n)
+	}
 	entries, _ := os.ReadDir(s.root("alice"))
+	if len(entries) != 5 {
+		t.Errorf("%d entries in the root, want the 5 uploads", len(entries))
+	}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), ".ftpsd-part-") {
 			t.Errorf("part file left behind: %s", e.Name())
 			continue
 		}
 		if got, _ := os.ReadFile(filepath.Join(s.root("alice"), e.Name())); !bytes.Equal(got, want) {
-			t.Errorf("%s is partial: %d of %d bytes", e.Name(), len(got), len(want))
+			t.Errorf("%s is not the complete upload: %d of %d bytes", e.Name(), len(got), len(want))
 		}
 	}
 }

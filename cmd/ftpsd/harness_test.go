@@ -72,16 +72,17 @@ const (
 
 // serverOpts shape the config a test runs with.
 type serverOpts struct {
-	firewall       string // "nftables" (default) or "off"
-	ports          string // default 50000-50099
-	pinholeTimeout string // default 5s
-	dataTimeout    string // default 5s
-	idleTimeout    string // default 1m
-	perIP          int    // default 20
-	maxClients     int    // default 2000
-	require        *bool  // default true
-	mark           string // [firewall] mark, default none
-	extra          string // appended TOML
+	firewall       string   // "nftables" (default) or "off"
+	ports          string   // default 50000-50099
+	pinholeTimeout string   // default 5s
+	dataTimeout    string   // default 5s
+	idleTimeout    string   // default 1m
+	perIP          int      // default 20
+	maxClients     int      // default 2000
+	require        *bool    // default true
+	mark           string   // [firewall] mark, default none
+	extra          string   // appended TOML
+	prefix         []string // command line ftpsd's own is appended to (e.g. unshare ...)
 }
 
 type ftpsd struct {
@@ -94,6 +95,7 @@ type ftpsd struct {
 	stdout  *syncBuffer
 	done    chan struct{}
 	ctl     int // control port start waits for; default ctlPort
+	prefix  []string
 }
 
 type syncBuffer struct {
@@ -189,7 +191,7 @@ state_dir = %q
 func startFTPSD(t *testing.T, ns *testns.NS, o serverOpts) *ftpsd {
 	t.Helper()
 	dir := t.TempDir()
-	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, o)}
+	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, o), prefix: o.prefix}
 	s.start()
 	return s
 }
@@ -201,7 +203,8 @@ func (s *ftpsd) start(args ...string) {
 		args = []string{"serve", "-c", s.cfgPath}
 	}
 	s.log, s.stdout = &syncBuffer{}, &syncBuffer{}
-	s.cmd = s.ns.Command(ftpsdBin, args...)
+	argv := append(append(append([]string{}, s.prefix...), ftpsdBin), args...)
+	s.cmd = s.ns.Command(argv[0], argv[1:]...)
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.log
 	if err := s.cmd.Start(); err != nil {
