@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,7 +33,9 @@ commands:
   passwd                      read a password on standard input, print a bcrypt hash
   firewall status [-c FILE]   show open pinholes and the drop counter
   firewall reset [-c FILE]    delete ftpsd's nftables table (and nothing else)
-  version                     print the version
+  version                     print the version (also: ftpsd --version)
+
+Every command takes -h/--help.
 `
 
 func main() {
@@ -53,36 +54,44 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check":
 		err = cmdCheck(args[1:], stdout)
 	case "passwd":
-		err = cmdPasswd(stdin, stdout, stderr)
+		err = cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "firewall":
 		err = cmdFirewall(args[1:], stdout)
-	case "version":
-		fmt.Fprintln(stdout, versionString())
+	case "version", "--version":
+		err = cmdVersion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "ftpsd: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	var help *helpRequest
+	if errors.As(err, &help) {
+		printHelp(stdout, help.command)
+		return 0
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "ftpsd: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "ftpsd: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
 func configFlag(name string, args []string) (string, error) {
-	fs := flag.NewFlagSet("ftpsd "+name, flag.ContinueOnError)
+	fs := newFlagSet(name)
 	path := fs.String("c", "", "config file (TOML)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, name, args); err != nil {
 		return "", err
 	}
-	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
-	}
 	return *path, nil
+}
+
+func cmdVersion(args []string, stdout io.Writer) error {
+	if err := parseFlags(newFlagSet("version"), "version", args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
 }
 
 // loadConfig parses the -c flag of a subcommand and resolves its config.
@@ -112,7 +121,7 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("ftpsd %s (ftpserverlib %s)", version, lib)
+	return fmt.Sprintf("ftpsd %s (ftpserverlib %s)", buildVersion(), lib)
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
@@ -164,7 +173,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	log.Info("starting", "version", version, "config", sourceName(cfg))
+	log.Info("starting", "version", buildVersion(), "config", sourceName(cfg))
 	// Registered before the slow start-up steps, so that an early SIGHUP
 	// does not kill the process and an early SIGTERM still stops it cleanly.
 	sigs := make(chan os.Signal, 4)
@@ -215,7 +224,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 func cmdFirewall(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("firewall: expected \"status\" or \"reset\"")
+		return errors.New("firewall: expected \"status\" or \"reset\" (see: ftpsd firewall -h)")
+	}
+	if isHelpFlag(args[0]) || args[0] == "help" {
+		return &helpRequest{"firewall"}
+	}
+	if args[0] != "status" && args[0] != "reset" {
+		return fmt.Errorf("firewall: unknown subcommand %q (status, reset)", args[0])
 	}
 	cfg, _, err := loadConfig("firewall "+args[0], args[1:])
 	if err != nil {
