@@ -35,6 +35,9 @@ type Options struct {
 	UploadComplete func() error
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
+	// Umask applies to files and directories created over FTP
+	// ([server] umask or the user's own).
+	Umask os.FileMode
 }
 
 // FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one directory.
@@ -47,6 +50,7 @@ type FS struct {
 	mu      sync.Mutex
 	handles int
 	closing bool
+	umask   os.FileMode // see mode.go
 }
 
 var (
@@ -65,7 +69,7 @@ func New(dir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &FS{root: root, opts: opts}, nil
+	return &FS{root: root, opts: opts, umask: opts.Umask & 0o777}, nil
 }
 
 // Close releases the root directory handle.
@@ -119,25 +123,34 @@ func (f *FS) Name() string { return "ftpsd-root" }
 
 // Create is OpenFile with O_CREATE|O_TRUNC.
 func (f *FS) Create(name string) (afero.File, error) {
-	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
 }
 
-// Mkdir creates one directory.
-func (f *FS) Mkdir(name string, perm os.FileMode) error {
+// Mkdir creates one directory with the umask's mode (perm is ftpserverlib's
+// fixed 0755 and says nothing about the user's wish).
+func (f *FS) Mkdir(name string, _ os.FileMode) error {
 	r, err := f.writable("mkdir", name)
 	if err != nil {
 		return err
 	}
-	return f.root.Mkdir(r, perm&0o777|0o700)
+	mode := f.dirMode()
+	if err := f.root.Mkdir(r, mode); err != nil {
+		return err
+	}
+	return f.setMode(r, mode)
 }
 
-// MkdirAll creates a directory and its parents.
-func (f *FS) MkdirAll(name string, perm os.FileMode) error {
+// MkdirAll creates a directory and its parents with the umask's mode.
+func (f *FS) MkdirAll(name string, _ os.FileMode) error {
 	r, err := f.writable("mkdir", name)
 	if err != nil {
 		return err
 	}
-	return f.root.MkdirAll(r, perm&0o777|0o700)
+	mode := f.dirMode()
+	if err := f.root.MkdirAll(r, mode); err != nil {
+		return err
+	}
+	return f.setMode(r, mode)
 }
 
 // Open opens a file or directory for reading.
@@ -159,9 +172,17 @@ func (f *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.root.OpenFile(r, flag, perm&0o777)
+	isNew := flag&os.O_CREATE != 0 && f.created(r)
+	mode := perm & 0o777 &^ f.Umask()
+	file, err := f.root.OpenFile(r, flag, mode)
 	if err != nil {
 		return nil, err
+	}
+	if isNew {
+		if err := file.Chmod(mode); err != nil {
+			file.Close()
+			return nil, err
+		}
 	}
 	return file, nil
 }

@@ -76,9 +76,16 @@ func (f *FS) download(name string, offset int64) (*transfer, error) {
 }
 
 func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) {
-	file, err := f.root.OpenFile(r, flags&(os.O_WRONLY|os.O_APPEND|os.O_CREATE), 0o644)
+	isNew := flags&os.O_CREATE != 0 && f.created(r)
+	file, err := f.root.OpenFile(r, flags&(os.O_WRONLY|os.O_APPEND|os.O_CREATE), f.fileMode())
 	if err != nil {
 		return nil, err
+	}
+	if isNew {
+		if err := file.Chmod(f.fileMode()); err != nil {
+			file.Close()
+			return nil, err
+		}
 	}
 	t := &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now(), truncateAt: -1}
 	if flags&os.O_APPEND == 0 {
@@ -98,7 +105,7 @@ func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) 
 }
 
 func (f *FS) replace(name, r string) (*transfer, error) {
-	mode := os.FileMode(0o644)
+	mode := f.fileMode()
 	if fi, err := f.root.Stat(r); err == nil {
 		if fi.IsDir() {
 			return nil, &fs.PathError{Op: "upload", Path: name, Err: errors.New("is a directory")}
@@ -111,6 +118,11 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 	tmp := path.Join(path.Dir(r), PartPrefix+hex.EncodeToString(rnd[:]))
 	file, err := f.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
+		return nil, err
+	}
+	if err := file.Chmod(mode); err != nil { // past the process umask; see mode.go
+		file.Close()
+		f.root.Remove(tmp)
 		return nil, err
 	}
 	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil

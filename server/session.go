@@ -220,6 +220,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
+		Umask:          acc.Umask,
 		UploadComplete: sess.uploadComplete,
 		Logger:         sess.log.With("user", user),
 	})

@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ftpsdBin = filepath.Join(dir, "ftpsd")
-	if out, err := exec.Command("go", "build", "-o", ftpsdBin, ".").CombinedOutput(); err != nil {
+	// Without cgo, as README's install builds it: only then can run_as
+	// change capabilities on all threads.
+	build := exec.Command("go", "build", "-o", ftpsdBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build ftpsd: %v\n%s", err, out)
 		os.Exit(1)
 	}

@@ -197,6 +197,9 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
+	if err := dropPrivileges(cfg, log); err != nil {
+		return err
+	}
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
