@@ -92,8 +92,9 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 // Ports is the passive port pool (for status and tests).
 func (s *Server) Ports() *pasvports.Pool { return s.ports }
 
-// Reload replaces users and the certificate from cfg; sessions keep running
-// with what they logged in with. Listeners and ports are not changed.
+// Reload replaces users and the certificate from cfg. Sessions go on, except
+// those of users removed or whose password, root or write access changed,
+// which end with a 421. Listeners and ports are not changed.
 func (s *Server) Reload(cfg *config.Config) error {
 	tc, err := loadTLS(cfg.TLS, s.cfg.Storage.StateDir)
 	if err != nil {
@@ -112,9 +113,11 @@ func (s *Server) Reload(cfg *config.Config) error {
 			}
 		}
 	}
+	prev := s.users.Load()
 	s.tlsConf.Store(tc)
 	s.users.Store(users)
-	s.log.Info("reloaded users and certificate", "users", len(users.byName))
+	revoked := s.revoke(prev, users) // see revoke.go
+	s.log.Info("reloaded users and certificate", "users", len(users.byName), "sessions_revoked", revoked)
 	return nil
 }
 

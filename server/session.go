@@ -234,6 +234,10 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	sess.user, sess.fs = user, fs
 	sess.mu.Unlock()
+	if !sess.srv.stillGranted(acc) { // a reload changed the user meanwhile; see revoke.go
+		sess.log.Warn("login failed: user changed by a reload during login", "user", user)
+		return nil, errBadLogin
+	}
 	sess.log.Info("login", "user", user, "read_only", acc.ReadOnly)
 	return fs, nil
 }
