@@ -35,6 +35,8 @@ type Options struct {
 	UploadComplete func() error
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
+	// OnTransfer, if set, is told about every ended transfer.
+	OnTransfer func(TransferRecord)
 	// Umask applies to files and directories created over FTP
 	// ([server] umask or the user's own).
 	Umask os.FileMode

@@ -241,6 +241,14 @@ func (t *transfer) Close() error {
 		slog.Int64("bytes", t.bytes),
 		slog.Duration("duration", time.Since(t.start)),
 		slog.String("result", result))
+	if t.fs.opts.OnTransfer != nil {
+		rec := TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes,
+			Start: t.start, Duration: time.Since(t.start), Err: t.failed}
+		if rec.Err == nil {
+			rec.Err = err
+		}
+		t.fs.opts.OnTransfer(rec)
+	}
 	if t.failed != nil && t.dir == "upload" {
 		if t.tmp != "" {
 			return fmt.Errorf("upload of %s incomplete, previous file kept: %w", t.path, t.failed)

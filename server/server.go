@@ -34,6 +34,7 @@ type Server struct {
 
 	tlsConf atomic.Pointer[tls.Config]
 	users   atomic.Pointer[accounts]
+	obs     atomic.Pointer[Observer] // see observe.go
 
 	nextID atomic.Uint64
 
@@ -228,7 +229,8 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		tconn := tls.Server(conn, s.tlsConf.Load())
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
-			s.log.Info("implicit TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
+			s.observer().TLSFailure("implicit")
+			s.log.Warn("TLS handshake failed", "conn", "implicit", "client", conn.RemoteAddr().String(), "reason", tlsReason(err))
 			conn.Close()
 			s.leave(ip)
 			return

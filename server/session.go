@@ -60,9 +60,8 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
 	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
 
 	ftp := ftpserver.NewFtpServer(sess)
-	// ftpserverlib warns about every client that hangs up abruptly; ftpsd
-	// logs what an operator needs itself, so keep only the library's errors.
-	ftp.Logger = slog.New(minLevel{sess.log.Handler(), slog.LevelError})
+	// See libHandler for what is kept of ftpserverlib's log.
+	ftp.Logger = slog.New(libHandler{sess.log.Handler(), func() { s.observer().TLSFailure("control") }})
 	if err := ftp.Listen(); err != nil {
 		sess.log.Error("start session", "err", err)
 		conn.Close()
@@ -214,6 +213,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		return nil, errors.New("TLS required: send AUTH TLS before USER")
 	}
 	acc, err := sess.srv.users.Load().check(user, pass)
+	sess.srv.observer().Login(user, sess.clientIP, err == nil)
 	if err != nil {
 		sess.log.Warn("login failed", "user", user)
 		return nil, err
@@ -221,6 +221,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
 		Umask:          acc.Umask,
+		OnTransfer:     sess.transferDone(user),
 		UploadComplete: sess.uploadComplete,
 		Logger:         sess.log.With("user", user),
 	})

@@ -172,13 +172,18 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log := newLogger(cfg.Log.Format, stderr)
 	log.Info("starting", "version", buildVersion(), "config", sourceName(cfg))
 	// Registered before the slow start-up steps, so that an early SIGHUP
 	// does not kill the process and an early SIGTERM still stops it cleanly.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	svc, err := startService(cfg, log) // see service.go
+	if err != nil {
+		return err
+	}
+	defer svc.close()
 
 	fw, err := openFirewall(cfg, log)
 	if err != nil {
@@ -186,7 +191,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	}
 	defer fw.Release()
 
-	srv, generated, err := server.New(cfg, fw, log)
+	srv, generated, err := server.New(cfg, svc.firewall(fw), log)
 	if err != nil {
 		return err
 	}
@@ -197,23 +202,28 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err := srv.Listen(); err != nil {
 		return err
 	}
-	if err := dropPrivileges(cfg, log); err != nil {
+	if err := svc.attach(cfg, srv, fw); err != nil {
 		return err
 	}
+	if err := dropPrivileges(cfg, log, svc.owned()...); err != nil {
+		return err
+	}
+	svc.ready(srv)
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
+			svc.reloading()
 			next, err := config.Resolve(path)
 			if err != nil {
-				log.Error("reload refused: config has errors, keeping the running one", "err", err)
-				continue
-			}
-			if err := srv.Reload(next); err != nil {
+				logReloadRefused(log, err)
+			} else if err = srv.Reload(next); err != nil {
 				log.Error("reload failed, keeping the running config", "err", err)
 			}
+			svc.reloaded(err)
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "grace", shutdownGrace)
+		svc.stopping()
 		break
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
