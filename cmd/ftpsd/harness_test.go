@@ -96,6 +96,8 @@ type ftpsd struct {
 	log     *syncBuffer
 	stdout  *syncBuffer
 	done    chan struct{}
+	env     []string // added to ftpsd's environment
+	wrap    []string // a command ftpsd is started through (e.g. setpriv)
 }
 
 type syncBuffer struct {
@@ -202,7 +204,14 @@ func (s *ftpsd) start(args ...string) {
 		args = []string{"serve", "-c", s.cfgPath}
 	}
 	s.log, s.stdout = &syncBuffer{}, &syncBuffer{}
-	s.cmd = s.ns.Command(ftpsdBin, args...)
+	if len(s.wrap) > 0 {
+		s.cmd = s.ns.Command(s.wrap[0], append(append(s.wrap[1:len(s.wrap):len(s.wrap)], ftpsdBin), args...)...)
+	} else {
+		s.cmd = s.ns.Command(ftpsdBin, args...)
+	}
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.log
 	if err := s.cmd.Start(); err != nil {
