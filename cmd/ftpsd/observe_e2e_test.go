@@ -192,6 +192,16 @@ func TestLogsXferlogAndMetrics(t *testing.T) {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
 	}
+	// A pending EPSV holds a pinhole and a port.
+	pending := s.client(cliA4, srvIP4, "alice")
+	if _, err := pending.EPSV(); err != nil {
+		t.Fatal(err)
+	}
+	m2 := s.scrape(metricsAddr)
+	if m2["ftpsd_pinholes_open"] != 1 || m2["ftpsd_passive_ports_free"] != 99 || m2["ftpsd_sessions"] < 1 {
+		t.Errorf("with a pending EPSV: pinholes_open %v, passive_ports_free %v, sessions %v",
+			m2["ftpsd_pinholes_open"], m2["ftpsd_passive_ports_free"], m2["ftpsd_sessions"])
+	}
 	// LIST isn't sent by these curl commands; each transfer has one PASV.
 	if n := m["ftpsd_pinhole_open_seconds_count"]; n < 2 {
 		t.Errorf("pinhole latency histogram counted %v openings, want at least 2", n)

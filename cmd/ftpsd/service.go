@@ -3,14 +3,17 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/ftpsd/ftpsd/config"
 	"github.com/ftpsd/ftpsd/internal/metrics"
+	"github.com/ftpsd/ftpsd/internal/privdrop"
 	"github.com/ftpsd/ftpsd/internal/sdnotify"
 	"github.com/ftpsd/ftpsd/internal/xferlog"
 	"github.com/ftpsd/ftpsd/nft"
@@ -39,6 +42,10 @@ type service struct {
 // startService opens what must be opened while ftpsd may still be root:
 // the notification socket and the transfer log.
 func startService(cfg *config.Config, log *slog.Logger) (*service, error) {
+	if cfg.Server.RunAs != "" && os.Geteuid() == 0 && !privdrop.Supported() {
+		// Refused before anything is set up, rather than after.
+		return nil, fmt.Errorf("run_as: %w", privdrop.ErrCgo)
+	}
 	s := &service{log: log, stop: func() {}}
 	n, err := sdnotify.New()
 	if err != nil {
