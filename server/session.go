@@ -236,6 +236,10 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	sess.user, sess.fs = user, fs
 	sess.mu.Unlock()
 	if !sess.srv.stillGranted(acc) { // a reload changed the user meanwhile; see revoke.go
+		sess.mu.Lock()
+		sess.user, sess.fs = "", nil
+		sess.mu.Unlock()
+		fs.Close()
 		sess.log.Warn("login failed: user changed by a reload during login", "user", user)
 		return nil, errBadLogin
 	}
