@@ -179,7 +179,10 @@ func Listen(addr string) (net.Listener, error) {
 // Serve answers /metrics on ln until ln is closed.
 func (m *Metrics) Serve(ln net.Listener, log *slog.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	// ContinueOnError: after run_as the kernel makes /proc/self/fd root's
+	// (the process is no longer dumpable), so the process collector loses
+	// its open-files count; the other metrics must still be served.
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 		log.Error("metrics endpoint stopped", "err", err)
