@@ -200,7 +200,7 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "user %s password: %s\n", g.User, g.Password)
 	}
 	if err := srv.Listen(); err != nil {
-		return err
+		return bindHint(err)
 	}
 	if err := svc.attach(cfg, srv, fw); err != nil {
 		return err

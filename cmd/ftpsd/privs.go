@@ -1,10 +1,12 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -81,4 +83,13 @@ func limitCapabilities(keep []privdrop.Cap, log *slog.Logger) error {
 	}
 	log.Info("capabilities limited", "capabilities", privdrop.Names(keep))
 	return nil
+}
+
+// bindHint explains a refused bind of a port below 1024.
+func bindHint(err error) error {
+	if errors.Is(err, syscall.EACCES) {
+		return fmt.Errorf("%w\nports below 1024 need CAP_NET_BIND_SERVICE: run ftpsd as root (with [server] run_as), "+
+			"from the systemd unit, or after: setcap cap_net_admin,cap_net_bind_service+ep $(command -v ftpsd)", err)
+	}
+	return err
 }

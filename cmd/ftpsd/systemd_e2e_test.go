@@ -170,6 +170,12 @@ func TestAmbientCapabilitiesPort21(t *testing.T) {
 		}
 	}
 	os.WriteFile(filepath.Join(s.root("alice"), "hello.txt"), []byte("hello"), 0o644)
+	// Without CAP_NET_BIND_SERVICE (the old setcap recipe) it says what is missing.
+	out, err := s.run(30*time.Second, "setpriv", "--reuid="+strconv.Itoa(uid), "--regid="+strconv.Itoa(gid), "--clear-groups",
+		"--inh-caps=+net_admin", "--ambient-caps=+net_admin", "--", ftpsdBin, "serve", "-c", s.cfgPath)
+	if err == nil || !strings.Contains(out, "ports below 1024 need CAP_NET_BIND_SERVICE") {
+		t.Fatalf("start without CAP_NET_BIND_SERVICE: %v\n%s", err, out)
+	}
 	caps := "+net_admin,+net_bind_service"
 	s.wrap = []string{"setpriv", "--reuid=" + strconv.Itoa(uid), "--regid=" + strconv.Itoa(gid), "--clear-groups",
 		"--inh-caps=" + caps, "--ambient-caps=" + caps, "--"}
@@ -183,7 +189,7 @@ func TestAmbientCapabilitiesPort21(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, st[k], v)
 		}
 	}
-	out := s.mustRun(30*time.Second, "curl", "--silent", "--show-error", "--ssl-reqd", "--insecure",
+	out = s.mustRun(30*time.Second, "curl", "--silent", "--show-error", "--ssl-reqd", "--insecure",
 		"--user", "alice:"+testUsers["alice"], fmt.Sprintf("ftp://%s:21/hello.txt", srvIP4))
 	if out != "hello" {
 		t.Fatalf("download on port 21: %q", out)
