@@ -19,6 +19,8 @@ type Config struct {
 	Passive  Passive
 	Firewall Firewall
 	Storage  Storage
+	Log      Log
+	Metrics  Metrics
 	Users    []User // at least one
 	Source   string // file it was read from; "" for the embedded default
 }
@@ -33,6 +35,8 @@ type Server struct {
 	MaxClientsPerIP int           // default 20, 1..MaxClients
 	IdleTimeout     time.Duration // default 5m, > 0
 	DataTimeout     time.Duration // data connection arrival and transfer stall limit; default 30s, > 0
+	RunAs           string        // account to switch to after start-up; "" = stay as started
+	Umask           os.FileMode   // for files and directories created over FTP; default 022
 }
 
 // TLS says where the certificate comes from and how strict the server is.
@@ -66,10 +70,11 @@ type Storage struct {
 // User is one account; Root is absolute and, for a file config, an existing
 // directory.
 type User struct {
-	Name         string // non-empty, no whitespace or control characters, unique
-	PasswordHash string // bcrypt; empty only in Default, where the server generates a password
-	Root         string // absolute, so sessions do not depend on the working directory
-	ReadOnly     bool   // refuse every command that changes files
+	Name         string      // non-empty, no whitespace or control characters, unique
+	PasswordHash string      // bcrypt; empty only in Default, where the server generates a password
+	Root         string      // absolute, so sessions do not depend on the working directory
+	ReadOnly     bool        // refuse every command that changes files
+	Umask        os.FileMode // [[user]] umask, else [server] umask
 }
 
 // Default file values, shared by Parse and Default.
@@ -85,6 +90,8 @@ const (
 	defaultFirewallTable  = "ftpsd"
 	defaultPinholeTimeout = 30 * time.Second
 	defaultStateDir       = "/var/lib/ftpsd"
+	defaultUmask          = 0o022
+	defaultLogFormat      = "text"
 )
 
 // fileDefaults is what a file that sets nothing gets (users aside).
@@ -96,11 +103,13 @@ func fileDefaults() *Config {
 			MaxClientsPerIP: defaultMaxClientsIP,
 			IdleTimeout:     defaultIdleTimeout,
 			DataTimeout:     defaultDataTimeout,
+			Umask:           defaultUmask,
 		},
 		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true},
 		Passive:  Passive{PortMin: defaultPortMin, PortMax: defaultPortMax},
 		Firewall: Firewall{Mode: defaultFirewallMode, Table: defaultFirewallTable, PinholeTimeout: defaultPinholeTimeout},
 		Storage:  Storage{StateDir: defaultStateDir},
+		Log:      Log{Format: defaultLogFormat},
 	}
 }
 
@@ -150,7 +159,7 @@ func Default() (*Config, error) {
 	cfg.Storage.StateDir = stateDir
 	// Empty PasswordHash: the server generates a password and prints it.
 	// The root need not exist yet: the server creates it.
-	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files")}}
+	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files"), Umask: cfg.Server.Umask}}
 	return cfg, nil
 }
 

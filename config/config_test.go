@@ -129,6 +129,24 @@ func TestErrors(t *testing.T) {
 		{name: "unknown/quoted key", toml: "[tls]\n\"cert file\" = \"x\" # <-\n" + oneUser,
 			key: `tls."cert file"`, msg: "unknown key"},
 
+		// Service keys.
+		{name: "service/run_as unknown", toml: "[server]\nrun_as = \"no-such-account-ftpsd\" # <-\n" + oneUser,
+			key: "server.run_as", msg: "does not exist"},
+		{name: "service/run_as root", toml: "[server]\nrun_as = \"root\" # <-\n" + oneUser,
+			key: "server.run_as", msg: "is root"},
+		{name: "service/umask not octal", toml: "[server]\numask = \"089\" # <-\n" + oneUser,
+			key: "server.umask", msg: "octal mask"},
+		{name: "service/umask too big", toml: "[server]\numask = \"1777\" # <-\n" + oneUser,
+			key: "server.umask", msg: "octal mask"},
+		{name: "service/umask number", toml: "[server]\numask = 22 # <-\n" + oneUser,
+			key: "server.umask", msg: "must be a string"},
+		{name: "service/user umask", toml: oneUser + "umask = \"8\" # <-\n",
+			key: "user[1].umask", msg: "octal mask"},
+		{name: "log/format", toml: "[log]\nformat = \"xml\" # <-\n" + oneUser,
+			key: "log.format", msg: `must be "text" or "json"`},
+		{name: "metrics/listen", toml: "[metrics]\nlisten = \"localhost\" # <-\n" + oneUser,
+			key: "metrics.listen", msg: "invalid address"},
+
 		// Durations.
 		{name: "duration/bad", toml: "[server]\nidle_timeout = \"5 minutes\" # <-\n" + oneUser,
 			key: "server.idle_timeout", msg: "invalid duration"},
@@ -405,6 +423,8 @@ max_clients = 100
 max_clients_per_ip = 5
 idle_timeout = "10m"
 data_timeout = "15s"
+run_as = "nobody"
+umask = "027"
 
 [tls]
 cert_file = "tls/cert.pem"
@@ -424,6 +444,13 @@ mark = "0xf70000/0xff0000"
 [storage]
 state_dir = "state"
 
+[log]
+format = "json"
+xferlog = "log/xferlog"
+
+[metrics]
+listen = "127.0.0.1:9120"
+
 [[user]]
 name = "alice"
 password_hash = "{hash}"
@@ -435,6 +462,7 @@ name = "bob"
 password_hash = "{hash}"
 root = "bob"
 read_only = true
+umask = "002"
 `)
 	got := mustLoad(t, path)
 	want := &Config{
@@ -446,6 +474,8 @@ read_only = true
 			MaxClientsPerIP: 5,
 			IdleTimeout:     10 * time.Minute,
 			DataTimeout:     15 * time.Second,
+			RunAs:           "nobody",
+			Umask:           0o027,
 		},
 		TLS: TLS{
 			CertFile:   filepath.Join(f.dir, "tls/cert.pem"),
@@ -456,9 +486,11 @@ read_only = true
 		Passive:  Passive{PortMin: 40000, PortMax: 40099},
 		Firewall: Firewall{Mode: "off", Table: "ftpsd_test-1", PinholeTimeout: 90 * time.Second, Mark: 0xf70000, MarkMask: 0xff0000},
 		Storage:  Storage{StateDir: filepath.Join(f.dir, "state")},
+		Log:      Log{Format: "json", Xferlog: filepath.Join(f.dir, "log/xferlog")},
+		Metrics:  Metrics{Listen: "127.0.0.1:9120"},
 		Users: []User{
-			{Name: "alice", PasswordHash: testHash(), Root: f.root},
-			{Name: "bob", PasswordHash: testHash(), Root: filepath.Join(f.dir, "bob"), ReadOnly: true},
+			{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o027},
+			{Name: "bob", PasswordHash: testHash(), Root: filepath.Join(f.dir, "bob"), ReadOnly: true, Umask: 0o002},
 		},
 		Source: path,
 	}
@@ -505,7 +537,7 @@ read_only = false
 	got := mustLoad(t, path)
 	want := fileDefaults()
 	want.Server.ImplicitListen = []string{}
-	want.Users = []User{{Name: "alice", PasswordHash: testHash(), Root: f.root}}
+	want.Users = []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022}}
 	want.Source = path
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -523,12 +555,14 @@ func TestMinimalGetsDefaults(t *testing.T) {
 			MaxClientsPerIP: 20,
 			IdleTimeout:     5 * time.Minute,
 			DataTimeout:     30 * time.Second,
+			Umask:           0o022,
 		},
 		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true},
 		Passive:  Passive{PortMin: 50000, PortMax: 50999},
 		Firewall: Firewall{Mode: "nftables", Table: "ftpsd", PinholeTimeout: 30 * time.Second},
 		Storage:  Storage{StateDir: "/var/lib/ftpsd"},
-		Users:    []User{{Name: "alice", PasswordHash: testHash(), Root: f.root}},
+		Log:      Log{Format: "text"},
+		Users:    []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022}},
 		Source:   path,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -629,7 +663,7 @@ func TestDefault(t *testing.T) {
 	want.Server.Listen = []string{":2121"}
 	want.Passive = Passive{PortMin: 50000, PortMax: 50099}
 	want.Storage.StateDir = state
-	want.Users = []User{{Name: "ftp", Root: filepath.Join(state, "files")}}
+	want.Users = []User{{Name: "ftp", Root: filepath.Join(state, "files"), Umask: 0o022}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)
 	}

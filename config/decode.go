@@ -29,12 +29,14 @@ import (
 // to what was probably meant. The readers below are what accept keys;
 // TestSchemaMatchesReaders keeps the two in step.
 var schema = map[string][]string{
-	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout"},
+	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask"},
 	"tls":      {"cert_file", "key_file", "min_version", "require"},
 	"passive":  {"ports"},
 	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
 	"storage":  {"state_dir"},
-	"user":     {"name", "password_hash", "root", "read_only"},
+	"user":     {"name", "password_hash", "root", "read_only", "umask"},
+	"log":      {"format", "xferlog"},
+	"metrics":  {"listen"},
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -70,7 +72,9 @@ func (d *decoder) decode(src string) *Config {
 	d.passive(root.section("passive"), &cfg.Passive)
 	d.firewall(root.section("firewall"), &cfg.Firewall)
 	d.storage(root.section("storage"), &cfg.Storage)
-	cfg.Users = d.users(root)
+	d.log(root.section("log"), &cfg.Log)
+	d.metrics(root.section("metrics"), &cfg.Metrics)
+	cfg.Users = d.users(root, cfg.Server.Umask)
 	root.done()
 	d.listeners(&cfg.Server, cfg.Passive)
 	return cfg
@@ -159,7 +163,7 @@ func (t *table) suggest(k string) string {
 	if t.name != "" {
 		return ""
 	}
-	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "user"} {
+	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "log", "metrics", "user"} {
 		if strings.EqualFold(k, sec) {
 			return fmt.Sprintf(" (keys are case-sensitive: did you mean %q?)", sec)
 		}
@@ -324,6 +328,7 @@ func (d *decoder) server(t *table, s *Server) {
 	}
 	t.duration(&s.IdleTimeout, "idle_timeout")
 	t.duration(&s.DataTimeout, "data_timeout")
+	d.service(t, s)
 	t.done()
 }
 
@@ -469,7 +474,7 @@ func parseMark(s string) (uint32, uint32, error) {
 	return v, mask, nil
 }
 
-func (d *decoder) users(root *table) []User {
+func (d *decoder) users(root *table, umask os.FileMode) []User {
 	v, ok := root.get("user")
 	key := root.key("user")
 	elem := func(i int) []string { return []string{key[0] + "[" + strconv.Itoa(i+1) + "]"} }
@@ -532,6 +537,8 @@ func (d *decoder) users(root *table) []User {
 			d.errorf(t.key("root"), "missing: every [[user]] needs a root directory")
 		}
 		t.boolean(&u.ReadOnly, "read_only")
+		u.Umask = umask
+		t.umask(&u.Umask, "umask")
 		t.done()
 		users = append(users, u)
 	}

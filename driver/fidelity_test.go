@@ -107,7 +107,7 @@ func TestRestPastEndCreatesNothing(t *testing.T) {
 
 func TestSiteChmodUmask(t *testing.T) {
 	cwd := "/d"
-	f, root := newFS(t, Options{Cwd: func() string { return cwd }})
+	f, root := newFS(t, Options{Cwd: func() string { return cwd }, Umask: 0o022})
 	os.Mkdir(filepath.Join(root, "d"), 0o755)
 	os.WriteFile(filepath.Join(root, "d", "f"), []byte("x"), 0o644)
 	mode := func(p string) os.FileMode {
@@ -169,8 +169,7 @@ func TestSiteChmodUmask(t *testing.T) {
 	if a := ro.Site("CHMOD 600 /"); a.Code < 500 {
 		t.Errorf("read-only SITE CHMOD: %+v", a)
 	}
-	seeded := os.FileMode(0o077)
-	if f2, _ := newFS(t, Options{Umask: &seeded}); f2.Umask() != 0o077 {
+	if f2, _ := newFS(t, Options{Umask: 0o077}); f2.Umask() != 0o077 {
 		t.Errorf("seeded umask = %o", f2.Umask())
 	}
 }

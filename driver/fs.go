@@ -35,16 +35,15 @@ type Options struct {
 	UploadComplete func() error
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
-	// Umask is the session's starting umask for new files and directories
-	// (SITE UMASK changes it per session). Nil means 022.
-	Umask *os.FileMode
 	// Cwd, if set, returns the session's working directory, against which
 	// SITE resolves relative paths.
 	Cwd func() string
+	// OnTransfer, if set, is told about every ended transfer.
+	OnTransfer func(TransferRecord)
+	// Umask applies to files and directories created over FTP
+	// ([server] umask or the user's own).
+	Umask os.FileMode
 }
-
-// DefaultUmask is the umask of a session unless configured otherwise.
-const DefaultUmask os.FileMode = 0o022
 
 // FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one directory.
 type FS struct {
@@ -79,11 +78,7 @@ func New(dir string, opts Options) (*FS, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	umask := DefaultUmask
-	if opts.Umask != nil {
-		umask = *opts.Umask & 0o777
-	}
-	return &FS{root: root, opts: opts, umask: umask}, nil
+	return &FS{root: root, opts: opts, umask: opts.Umask & 0o777}, nil
 }
 
 // Close releases the root directory handle.
@@ -146,44 +141,39 @@ func (f *FS) creatable(name string) (string, error) {
 	return rel(name)
 }
 
-// Umask is the session's current umask.
-func (f *FS) Umask() os.FileMode {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.umask
-}
-
-// SetUmask changes the session's umask (SITE UMASK).
-func (f *FS) SetUmask(m os.FileMode) {
-	f.mu.Lock()
-	f.umask = m & 0o777
-	f.mu.Unlock()
-}
-
 // Name identifies this file system in ftpserverlib's logs.
 func (f *FS) Name() string { return "ftpsd-root" }
 
 // Create is OpenFile with O_CREATE|O_TRUNC.
 func (f *FS) Create(name string) (afero.File, error) {
-	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	return f.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o666)
 }
 
-// Mkdir creates one directory.
-func (f *FS) Mkdir(name string, perm os.FileMode) error {
+// Mkdir creates one directory with the umask's mode (perm is ftpserverlib's
+// fixed 0755 and says nothing about the user's wish).
+func (f *FS) Mkdir(name string, _ os.FileMode) error {
 	r, err := f.creatable(name)
 	if err != nil {
 		return err
 	}
-	return public(f.root.Mkdir(r, (perm&0o777|0o700)&^f.Umask()))
+	mode := f.dirMode()
+	if err := f.root.Mkdir(r, mode); err != nil {
+		return public(err)
+	}
+	return public(f.setMode(r, mode))
 }
 
-// MkdirAll creates a directory and its parents.
-func (f *FS) MkdirAll(name string, perm os.FileMode) error {
+// MkdirAll creates a directory and its parents with the umask's mode.
+func (f *FS) MkdirAll(name string, _ os.FileMode) error {
 	r, err := f.creatable(name)
 	if err != nil {
 		return err
 	}
-	return public(f.root.MkdirAll(r, (perm&0o777|0o700)&^f.Umask()))
+	mode := f.dirMode()
+	if err := f.root.MkdirAll(r, mode); err != nil {
+		return public(err)
+	}
+	return public(f.setMode(r, mode))
 }
 
 // Open opens a file or directory for reading.
@@ -208,9 +198,17 @@ func (f *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 	if err != nil {
 		return nil, err
 	}
-	file, err := f.root.OpenFile(r, flag, perm&0o777&^f.Umask())
+	isNew := flag&os.O_CREATE != 0 && f.created(r)
+	mode := perm & 0o777 &^ f.Umask()
+	file, err := f.root.OpenFile(r, flag, mode)
 	if err != nil {
 		return nil, public(err)
+	}
+	if isNew {
+		if err := file.Chmod(mode); err != nil {
+			file.Close()
+			return nil, err
+		}
 	}
 	return file, nil
 }

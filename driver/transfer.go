@@ -96,9 +96,16 @@ func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) 
 		}
 		open &^= os.O_CREATE
 	}
-	file, err := f.root.OpenFile(r, open, 0o666&^f.Umask())
+	isNew := open&os.O_CREATE != 0 && f.created(r)
+	file, err := f.root.OpenFile(r, open, f.fileMode())
 	if err != nil {
 		return nil, public(err)
+	}
+	if isNew {
+		if err := file.Chmod(f.fileMode()); err != nil {
+			file.Close()
+			return nil, public(err)
+		}
 	}
 	t := &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now(), truncateAt: -1}
 	if flags&os.O_APPEND == 0 {
@@ -110,7 +117,7 @@ func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) 
 }
 
 func (f *FS) replace(name, r string) (*transfer, error) {
-	mode := 0o666 &^ f.Umask()
+	mode := f.fileMode()
 	if fi, err := f.root.Stat(r); err == nil {
 		if fi.IsDir() {
 			return nil, errIsDir
@@ -125,9 +132,12 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 	if err != nil {
 		return nil, public(err)
 	}
-	if mode&^(0o666&^f.Umask()) != 0 {
-		// A replaced file keeps its mode even where umask would narrow it.
-		file.Chmod(mode)
+	// A replaced file keeps its mode; a new one gets the user's umask
+	// exactly, past the process umask (see mode.go).
+	if err := file.Chmod(mode); err != nil {
+		file.Close()
+		f.root.Remove(tmp)
+		return nil, public(err)
 	}
 	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil
 }
@@ -266,6 +276,14 @@ func (t *transfer) Close() error {
 		slog.Int64("bytes", t.bytes),
 		slog.Duration("duration", time.Since(t.start)),
 		slog.String("result", result))
+	if t.fs.opts.OnTransfer != nil {
+		rec := TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes,
+			Start: t.start, Duration: time.Since(t.start), Err: t.failed}
+		if rec.Err == nil {
+			rec.Err = err
+		}
+		t.fs.opts.OnTransfer(rec)
+	}
 	if t.failed != nil && t.dir == "upload" {
 		if t.tmp != "" {
 			return fmt.Errorf("upload of %s incomplete, previous file kept: %w", t.path, t.failed)

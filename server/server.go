@@ -34,6 +34,7 @@ type Server struct {
 
 	tlsConf atomic.Pointer[tls.Config]
 	users   atomic.Pointer[accounts]
+	obs     atomic.Pointer[Observer] // see observe.go
 
 	nextID atomic.Uint64
 
@@ -80,8 +81,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, []GeneratedPassword,
 // Ports is the passive port pool (for status and tests).
 func (s *Server) Ports() *pasvports.Pool { return s.ports }
 
-// Reload replaces users and the certificate from cfg; sessions keep running
-// with what they logged in with. Listeners and ports are not changed.
+// Reload replaces users and the certificate from cfg. Sessions go on, except
+// those of users removed or whose password, root or write access changed,
+// which end with a 421. Listeners and ports are not changed.
 func (s *Server) Reload(cfg *config.Config) error {
 	tc, err := loadTLS(cfg.TLS, s.cfg.Storage.StateDir)
 	if err != nil {
@@ -100,9 +102,11 @@ func (s *Server) Reload(cfg *config.Config) error {
 			}
 		}
 	}
+	prev := s.users.Load()
 	s.tlsConf.Store(tc)
 	s.users.Store(users)
-	s.log.Info("reloaded users and certificate", "users", len(users.byName))
+	revoked := s.revoke(prev, users) // see revoke.go
+	s.log.Info("reloaded users and certificate", "users", len(users.byName), "sessions_revoked", revoked)
 	return nil
 }
 
@@ -275,7 +279,8 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		tconn := tls.Server(conn, s.tlsConf.Load())
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
-			s.log.Info("implicit TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
+			s.observer().TLSFailure("implicit")
+			s.log.Warn("TLS handshake failed", "conn", "implicit", "client", conn.RemoteAddr().String(), "reason", tlsReason(err))
 			conn.Close()
 			s.leave(ip)
 			return

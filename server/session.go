@@ -73,9 +73,8 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
 	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
 
 	ftp := ftpserver.NewFtpServer(sess)
-	// ftpserverlib warns about every client that hangs up abruptly; ftpsd
-	// logs what an operator needs itself, so keep only the library's errors.
-	ftp.Logger = slog.New(minLevel{sess.log.Handler(), slog.LevelError})
+	// See libHandler for what is kept of ftpserverlib's log.
+	ftp.Logger = slog.New(libHandler{sess.log.Handler(), func() { s.observer().TLSFailure("control") }})
 	if err := ftp.Listen(); err != nil {
 		sess.log.Error("start session", "err", err)
 		conn.Close()
@@ -227,12 +226,15 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		return nil, errors.New("TLS required: send AUTH TLS before USER")
 	}
 	acc, err := sess.srv.users.Load().check(user, pass)
+	sess.srv.observer().Login(user, sess.clientIP, err == nil)
 	if err != nil {
 		sess.log.Warn("login failed", "user", user)
 		return nil, err
 	}
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
+		Umask:          acc.Umask,
+		OnTransfer:     sess.transferDone(user),
 		UploadComplete: sess.uploadComplete,
 		Logger:         sess.log.With("user", user),
 		Cwd:            cc.Path,
@@ -247,6 +249,14 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	sess.user, sess.fs = user, fs
 	sess.mu.Unlock()
+	if !sess.srv.stillGranted(acc) { // a reload changed the user meanwhile; see revoke.go
+		sess.mu.Lock()
+		sess.user, sess.fs = "", nil
+		sess.mu.Unlock()
+		fs.Close()
+		sess.log.Warn("login failed: user changed by a reload during login", "user", user)
+		return nil, errBadLogin
+	}
 	sess.log.Info("login", "user", user, "read_only", acc.ReadOnly)
 	return fs, nil
 }

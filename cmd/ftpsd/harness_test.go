@@ -34,7 +34,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ftpsdBin = filepath.Join(dir, "ftpsd")
-	if out, err := exec.Command("go", "build", "-o", ftpsdBin, ".").CombinedOutput(); err != nil {
+	// Without cgo, as README's install builds it: only then can run_as
+	// change capabilities on all threads.
+	build := exec.Command("go", "build", "-o", ftpsdBin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build ftpsd: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -96,6 +100,8 @@ type ftpsd struct {
 	done    chan struct{}
 	ctl     int // control port start waits for; default ctlPort
 	prefix  []string
+	env     []string // added to ftpsd's environment
+	wrap    []string // a command ftpsd is started through (e.g. setpriv)
 }
 
 type syncBuffer struct {
@@ -203,8 +209,11 @@ func (s *ftpsd) start(args ...string) {
 		args = []string{"serve", "-c", s.cfgPath}
 	}
 	s.log, s.stdout = &syncBuffer{}, &syncBuffer{}
-	argv := append(append(append([]string{}, s.prefix...), ftpsdBin), args...)
+	argv := append(append(append(append([]string{}, s.prefix...), s.wrap...), ftpsdBin), args...)
 	s.cmd = s.ns.Command(argv[0], argv[1:]...)
+	if s.env != nil {
+		s.cmd.Env = append(os.Environ(), s.env...)
+	}
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.log
 	if err := s.cmd.Start(); err != nil {

@@ -39,7 +39,9 @@ commands:
   firewall reset [-c FILE] [--force]
                               delete ftpsd's nftables table (and nothing else)
   ban list|add|remove ...     list, add or lift bans in the running table (ftpsd ban -h)
-  version                     print the version
+  version                     print the version (also: ftpsd --version)
+
+Every command takes -h/--help.
 `
 
 func main() {
@@ -58,38 +60,46 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "check":
 		err = cmdCheck(args[1:], stdout)
 	case "passwd":
-		err = cmdPasswd(stdin, stdout, stderr)
+		err = cmdPasswd(args[1:], stdin, stdout, stderr)
 	case "firewall":
 		err = cmdFirewall(args[1:], stdout)
 	case "ban":
 		err = cmdBan(args[1:], stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, versionString())
+	case "version", "--version":
+		err = cmdVersion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "ftpsd: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
+	var help *helpRequest
+	if errors.As(err, &help) {
+		printHelp(stdout, help.command)
+		return 0
+	}
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "ftpsd: %v\n", err)
-		}
+		fmt.Fprintf(stderr, "ftpsd: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
 func configFlag(name string, args []string) (string, error) {
-	fs := flag.NewFlagSet("ftpsd "+name, flag.ContinueOnError)
+	fs := newFlagSet(name)
 	path := fs.String("c", "", "config file (TOML)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, name, args); err != nil {
 		return "", err
 	}
-	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
-	}
 	return *path, nil
+}
+
+func cmdVersion(args []string, stdout io.Writer) error {
+	if err := parseFlags(newFlagSet("version"), "version", args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, versionString())
+	return nil
 }
 
 // loadConfig parses the -c flag of a subcommand and resolves its config.
@@ -119,7 +129,7 @@ func versionString() string {
 			}
 		}
 	}
-	return fmt.Sprintf("ftpsd %s (ftpserverlib %s)", version, lib)
+	return fmt.Sprintf("ftpsd %s (ftpserverlib %s)", buildVersion(), lib)
 }
 
 func cmdCheck(args []string, stdout io.Writer) error {
@@ -186,10 +196,11 @@ func nftConfig(cfg *config.Config) nft.Config {
 // start brings the server up in the order that keeps a failed start from
 // changing the host: everything that can fail on its own first (config,
 // certificate, users), then ownership of the table, then the listeners,
-// and only then the firewall, in one transaction. The returned stop
-// function undoes what start did, except the table, which stays (fail
-// closed).
-func start(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*server.Server, func(), error) {
+// and only then the firewall, in one transaction. Privileges are dropped
+// once every socket is open and before the first session is accepted. The
+// returned stop function undoes what start did, except the table, which
+// stays (fail closed).
+func start(cfg *config.Config, log *slog.Logger, stdout io.Writer, svc *service) (*server.Server, func(), error) {
 	srv, generated, err := server.New(cfg, log)
 	if err != nil {
 		return nil, nil, err
@@ -202,36 +213,54 @@ func start(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*server.Serv
 			return nil, nil, fmt.Errorf("firewall: %w", err)
 		}
 	}
-	release := func() {
-		if claim != nil {
-			claim.Release()
+	var undo []func()
+	fail := func(err error) (*server.Server, func(), error) {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
 		}
+		return nil, nil, err
+	}
+	if claim != nil {
+		undo = append(undo, claim.Release)
 	}
 	lns, err := server.Bind(cfg)
 	if err != nil {
-		release()
-		return nil, nil, err
+		return fail(bindHint(err))
 	}
+	served := false
+	undo = append(undo, func() {
+		if !served {
+			lns.Close()
+		}
+	})
 	fw, err := openFirewall(cfg, log)
 	if err != nil {
-		lns.Close()
-		release()
-		return nil, nil, err
+		return fail(err)
 	}
+	undo = append(undo, func() { fw.Release() })
 	if nf, ok := fw.(*nft.NFTables); ok {
 		claim.Report(nf.Restores)
 	}
-	if err := srv.Serve(lns, fw); err != nil {
-		lns.Close()
-		fw.Release()
-		release()
-		return nil, nil, err
+	if err := svc.attach(cfg, srv, fw); err != nil {
+		return fail(err)
 	}
+	if err := dropPrivileges(cfg, log, svc.owned()...); err != nil {
+		return fail(err)
+	}
+	if err := srv.Serve(lns, svc.firewall(fw)); err != nil {
+		return fail(err)
+	}
+	served = true
 	for _, g := range generated {
 		// Shown once, on standard output, never in the log.
 		fmt.Fprintf(stdout, "user %s password: %s\n", g.User, g.Password)
 	}
-	return srv, func() { fw.Release(); release() }, nil
+	svc.ready(srv)
+	return srv, func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}, nil
 }
 
 func cmdServe(args []string, stdout, stderr io.Writer) error {
@@ -239,15 +268,20 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	log.Info("starting", "version", version, "config", sourceName(cfg))
+	log := newLogger(cfg.Log.Format, stderr)
+	log.Info("starting", "version", buildVersion(), "config", sourceName(cfg))
 	// Registered before the slow start-up steps, so that an early SIGHUP
 	// does not kill the process and an early SIGTERM still stops it cleanly.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	svc, err := startService(cfg, log) // see service.go
+	if err != nil {
+		return err
+	}
+	defer svc.close()
 
-	srv, stop, err := start(cfg, log, stdout)
+	srv, stop, err := start(cfg, log, stdout, svc)
 	if err != nil {
 		return err
 	}
@@ -255,17 +289,18 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
+			svc.reloading()
 			next, err := config.Resolve(path)
 			if err != nil {
-				log.Error("reload refused: config has errors, keeping the running one", "err", err)
-				continue
-			}
-			if err := srv.Reload(next); err != nil {
+				logReloadRefused(log, err)
+			} else if err = srv.Reload(next); err != nil {
 				log.Error("reload failed, keeping the running config", "err", err)
 			}
+			svc.reloaded(err)
 			continue
 		}
 		log.Info("shutting down", "signal", sig.String(), "grace", shutdownGrace)
+		svc.stopping()
 		break
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
@@ -279,7 +314,13 @@ func cmdServe(args []string, stdout, stderr io.Writer) error {
 
 func cmdFirewall(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("firewall: expected \"status\" or \"reset\"")
+		return errors.New("firewall: expected \"status\" or \"reset\" (see: ftpsd firewall -h)")
+	}
+	if isHelpFlag(args[0]) || args[0] == "help" {
+		return &helpRequest{"firewall"}
+	}
+	if args[0] != "status" && args[0] != "reset" {
+		return fmt.Errorf("firewall: unknown subcommand %q (status, reset)", args[0])
 	}
 	switch args[0] {
 	case "status":

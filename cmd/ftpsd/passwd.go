@@ -14,7 +14,10 @@ import (
 
 // cmdPasswd prints a bcrypt hash for password_hash. On a terminal it prompts
 // twice without echo; otherwise it reads the first line of standard input.
-func cmdPasswd(stdin io.Reader, stdout, stderr io.Writer) error {
+func cmdPasswd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if err := parseFlags(newFlagSet("passwd"), "passwd", args); err != nil {
+		return err
+	}
 	var pw string
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		first, err := readNoEcho(f, stderr, "Password: ")

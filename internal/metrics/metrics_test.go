@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/ftpsd/ftpsd/nft"
+)
+
+// failing refuses every pinhole.
+type failing struct{ nft.Off }
+
+func (failing) Open(nft.Pinhole) error { return errors.New("no") }
+
+func TestFirewallDecorator(t *testing.T) {
+	m := New()
+	fw := m.Firewall(nft.Off{})
+	a := netip.MustParseAddr("192.0.2.1")
+	mapped := netip.MustParseAddr("::ffff:192.0.2.1")
+	fw.Open(nft.Pinhole{Client: a, Port: 50000})
+	fw.Open(nft.Pinhole{Client: a, Port: 50001})
+	if got := gather(t, m, "ftpsd_pinholes_open"); got != 2 {
+		t.Fatalf("pinholes open %v, want 2", got)
+	}
+	fw.Close(mapped, 50000) // the same client, seen through a dual-stack socket
+	fw.Close(a, 50000)      // twice: still one fewer
+	if got := gather(t, m, "ftpsd_pinholes_open"); got != 1 {
+		t.Fatalf("pinholes open %v, want 1", got)
+	}
+	bad := m.Firewall(failing{})
+	if err := bad.Open(nft.Pinhole{Client: a, Port: 50002}); err == nil {
+		t.Fatal("error lost by the decorator")
+	}
+	if got := gather(t, m, "ftpsd_pinholes_open"); got != 1 {
+		t.Fatalf("a failed open counted: %v", got)
+	}
+	if n := gather(t, m, "ftpsd_pinhole_open_seconds"); n != 3 {
+		t.Fatalf("%v openings timed, want 3", n)
+	}
+}
+
+func TestNilMetricsCountsNothing(t *testing.T) {
+	var m *Metrics
+	m.Login(true)
+	m.Transfer("upload", 1, true)
+	m.TLSFailure("control")
+	m.Observe(Sources{})
+	if fw := m.Firewall(nft.Off{}); fw != (nft.Off{}) {
+		t.Fatal("nil Metrics wrapped the firewall")
+	}
+}
+
+// gather reads one metric: a gauge's value or a histogram's sample count.
+func gather(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		met := mf.GetMetric()[0]
+		if h := met.GetHistogram(); h != nil {
+			return float64(h.GetSampleCount())
+		}
+		return met.GetGauge().GetValue()
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
