@@ -72,16 +72,18 @@ const (
 
 // serverOpts shape the config a test runs with.
 type serverOpts struct {
-	firewall       string   // "nftables" (default) or "off"
-	ports          string   // default 50000-50099
-	pinholeTimeout string   // default 5s
-	dataTimeout    string   // default 5s
-	idleTimeout    string   // default 1m
-	perIP          int      // default 20
-	maxClients     int      // default 2000
-	require        *bool    // default true
-	extra          string   // appended TOML
-	prefix         []string // command line ftpsd's own is appended to (e.g. unshare ...)
+	firewall       string // "nftables" (default) or "off"
+	ports          string // default 50000-50099
+	pinholeTimeout string // default 5s
+	dataTimeout    string // default 5s
+	idleTimeout    string // default 1m
+	perIP          int    // default 20
+	maxClients     int    // default 2000
+	require        *bool  // default true
+	extra          string // appended TOML
+
+	// prefix is a command line that ftpsd's own is appended to (unshare ...).
+	prefix []string
 }
 
 type ftpsd struct {
