@@ -153,9 +153,13 @@ func (c *ctlConn) Write(p []byte) (int, error) {
 // nothing to a client.
 var libWrappers = regexp.MustCompile(`(?:driver|network|file access) error: [A-Za-z' ]+: |strconv\.\w+: parsing "[^"]*": `)
 
+// timeParseError is Go's time.Parse error, which quotes its layout.
+var timeParseError = regexp.MustCompile(`parsing time "[^"]*".*$`)
+
 // rewrite adjusts one reply line from ftpserverlib (mu held).
 func (c *ctlConn) rewrite(line string) string {
 	line = libWrappers.ReplaceAllString(line, "")
+	line = timeParseError.ReplaceAllString(line, "not a time of the form YYYYMMDDHHMMSS")
 	if len(line) < 4 || (line[3] != ' ' && line[3] != '-') {
 		return line
 	}

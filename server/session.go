@@ -152,8 +152,15 @@ func seconds(d time.Duration) int {
 // GetSettings returns a fresh copy each call: ftpserverlib writes to it.
 func (sess *session) GetSettings() (*ftpserver.Settings, error) {
 	cfg := sess.srv.cfg
+	listenAddr := ""
+	if sess.ln != nil && sess.ln.conn != nil {
+		// Only server STAT shows it ("Connected to ..."): the listener
+		// is ours, so ftpserverlib does not know the address.
+		listenAddr = sess.ln.Addr().String()
+	}
 	return &ftpserver.Settings{
 		Listener:                 sess.ln,
+		ListenAddr:               listenAddr,
 		PublicHost:               cfg.Server.PublicHost,
 		PublicIPResolver:         sess.publicIP,
 		Banner:                   "ftpsd ready",

@@ -25,7 +25,7 @@ import (
 func checkNoInternals(t *testing.T, s *ftpsd, what string, rep ftpclient.Reply) {
 	t.Helper()
 	for _, bad := range []string{"openat", "statat", "mkdirat", "renameat", "seek ", "strconv", "driver error",
-		"network error", ".ftpsd-part", s.dir} {
+		"network error", ".ftpsd-part", "parsing time", s.dir} {
 		if strings.Contains(rep.Msg, bad) {
 			t.Errorf("%s: reply %v exposes %q", what, rep, bad)
 		}
@@ -95,6 +95,9 @@ func TestRawProtocolDetails(t *testing.T) {
 		t.Errorf("STAT h.txt = %s", st)
 	}
 	want(550, "STAT nope")
+	if st := want(211, "STAT"); !strings.Contains(st, "Connected to "+srvIP4) {
+		t.Errorf("server STAT = %s", st)
+	}
 
 	// HASH with the algorithm OPTS HASH selects, relative to the cwd.
 	want(250, "CWD /")
@@ -215,6 +218,9 @@ func TestRawProtocolDetails(t *testing.T) {
 		checkNoInternals(t, s, "REST+STOR", rep)
 	}
 	want(501, "REST notanumber")
+	if m := want(501, "MFMT 2026-01-01 h.txt"); strings.Contains(m, "2006") {
+		t.Errorf("MFMT with a bad time quotes Go's layout: %s", m)
+	}
 
 	// Errors say what happened, not where on the server.
 	want(550, "RETR nope.txt")
