@@ -14,7 +14,10 @@ import (
 	"github.com/ftpsd/ftpsd/nft"
 )
 
-const banUsage = `usage:
+const banUsage = `usage: ftpsd ban list [-c FILE]
+       ftpsd ban add ADDR[/LEN] [DURATION] [-c FILE]
+       ftpsd ban remove ADDR[/LEN] [-c FILE]
+
   ftpsd ban list [-c FILE]                        banned prefixes, with time left and reason
   ftpsd ban add ADDR[/LEN] [DURATION] [-c FILE]   ban a source (IPv6 without /LEN: its [ban] ipv6_prefix)
   ftpsd ban remove ADDR[/LEN] [-c FILE]           lift a ban
@@ -65,18 +68,16 @@ func parseBanPrefix(s string, v6Bits int) (netip.Prefix, error) {
 }
 
 func cmdBan(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || slices.Contains([]string{"-h", "--help", "help"}, args[0]) {
-		fmt.Fprint(stdout, banUsage)
-		if len(args) == 0 {
-			return errors.New("ban: expected list, add or remove")
-		}
-		return nil
+	if len(args) == 0 {
+		return errors.New("ban: expected list, add or remove (see: ftpsd ban -h)")
+	}
+	if isHelpFlag(args[0]) || args[0] == "help" {
+		return &helpRequest{"ban"}
 	}
 	sub := args[0]
 	path, pos, err := banFlags(sub, args[1:])
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, banUsage)
-		return nil
+		return &helpRequest{"ban"}
 	}
 	if err != nil {
 		return fmt.Errorf("ban %s: %w", sub, err)

@@ -31,24 +31,30 @@ Read a password (prompted twice on a terminal, else the first line of
 standard input) and print its bcrypt hash for password_hash.
 `,
 	"firewall": `usage: ftpsd firewall status [-c FILE]
-       ftpsd firewall reset [-c FILE]
+       ftpsd firewall reset [-c FILE] [--force]
 
-status   show ftpsd's nftables table: open pinholes and the drop counter
+status   show ftpsd's nftables table: its owner and restores, the drop
+         counter and the open pinholes
 reset    delete ftpsd's own nftables table, and nothing else
 `,
 	"firewall status": `usage: ftpsd firewall status [-c FILE]
 
-Show ftpsd's nftables table: open pinholes (client, port, label, expires in)
-and the drop counter.
+Show ftpsd's nftables table: the server that owns it (pid, since when) and
+how often it restored the table, the drop counter, and the open pinholes
+(client, port, label, expires in).
 
   -c FILE   config file (TOML)
 `,
-	"firewall reset": `usage: ftpsd firewall reset [-c FILE]
+	"firewall reset": `usage: ftpsd firewall reset [-c FILE] [--force]
 
-Delete ftpsd's own nftables table, and nothing else.
+Delete ftpsd's own nftables table, and nothing else. While a running ftpsd
+owns the table this is refused, since that server would put it back at
+once; --force deletes it anyway (for a server that no longer answers).
 
   -c FILE   config file (TOML)
+  --force   delete the table even while a running ftpsd owns it
 `,
+	"ban": banUsage,
 	"version": `usage: ftpsd version   (or: ftpsd --version)
 
 Print the version.

@@ -11,7 +11,7 @@ import (
 // standard output with exit 0, and does nothing else (passwd must not hash
 // its standard input).
 func TestHelpEverywhere(t *testing.T) {
-	for _, cmd := range [][]string{{"serve"}, {"check"}, {"passwd"}, {"firewall"}, {"firewall", "status"}, {"firewall", "reset"}, {"version"}, {}} {
+	for _, cmd := range [][]string{{"serve"}, {"check"}, {"passwd"}, {"firewall"}, {"firewall", "status"}, {"firewall", "reset"}, {"ban"}, {"ban", "list"}, {"version"}, {}} {
 		for _, flag := range []string{"-h", "--help"} {
 			args := append(append([]string(nil), cmd...), flag)
 			c := exec.Command(ftpsdBin, args...)

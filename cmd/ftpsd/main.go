@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -339,14 +338,11 @@ func cmdFirewall(args []string, stdout io.Writer) error {
 // unless forced: that server would put it back at once anyway, so without
 // --force the command would only look as if it worked.
 func firewallReset(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("ftpsd firewall reset", flag.ContinueOnError)
+	fs := newFlagSet("firewall reset")
 	path := fs.String("c", "", "config file (TOML)")
-	force := fs.Bool("force", false, "delete the table even while a running ftpsd owns it (it restores it at once unless it is wedged)")
-	if err := fs.Parse(args); err != nil {
+	force := fs.Bool("force", false, "delete the table even while a running ftpsd owns it")
+	if err := parseFlags(fs, "firewall reset", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("firewall reset: unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := config.Resolve(*path)
 	if err != nil {
