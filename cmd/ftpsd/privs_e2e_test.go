@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -151,6 +152,26 @@ func TestRunAs(t *testing.T) {
 	c := s.client(cliA4, srvIP4, "alice")
 	if _, err := c.Retr("RETR e1/up.bin"); err != nil {
 		t.Fatalf("download after reload: %v", err)
+	}
+	// The table restore works unprivileged too (CAP_NET_ADMIN is kept):
+	// a reply held across a flush of the ruleset still gets its data.
+	port, err := c.EPSV()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ns.Run(t, "nft", "flush", "ruleset")
+	s.waitRestored(1, cliA4, port)
+	data, err := c.DialData(port)
+	if err != nil {
+		t.Fatalf("data connection after a restore as nobody: %v", err)
+	}
+	if _, err := c.Expect(150, "RETR e1/up.bin"); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, data)
+	data.Close()
+	if rep, err := c.Read(); err != nil || rep.Code != 226 {
+		t.Fatalf("after the transfer: %v %v", rep, err)
 	}
 	s.stop()
 	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
