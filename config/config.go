@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -19,6 +20,7 @@ type Config struct {
 	Passive  Passive
 	Firewall Firewall
 	Storage  Storage
+	Ban      Ban
 	Users    []User // at least one
 	Source   string // file it was read from; "" for the embedded default
 }
@@ -40,11 +42,26 @@ type TLS struct {
 	CertFile, KeyFile string // both empty = self-signed kept in state_dir; otherwise absolute, existing files
 	MinVersion        uint16 // tls.VersionTLS12 (default) or tls.VersionTLS13
 	Require           bool   // default true
+	// RequireSessionReuse makes a TLS data connection resume the TLS
+	// session of its own control connection (default true; [[user]] may opt out).
+	RequireSessionReuse bool
 }
 
 // Passive is the port range the firewall guards and the allocator hands out.
 type Passive struct {
 	PortMin, PortMax uint16 // from ports = "A-B" (default "50000-50999"), 1024 <= A <= B
+	// MaxPerIP bounds the concurrent leases of one client address (IPv6:
+	// one ban.ipv6_prefix); 0 = a fifth of the range, at least 1.
+	MaxPerIP int
+}
+
+// Ban says when a source address is banned for failed logins.
+type Ban struct {
+	MaxFailures int            // failures within Window that ban a source; default 5, >= 1
+	Window      time.Duration  // default 10m, > 0
+	Duration    time.Duration  // how long a ban lasts; default 1h, > 0
+	Allow       []netip.Prefix // sources never banned (masked); default none
+	IPv6Prefix  int            // IPv6 clients are counted per prefix of this length; default 64, 1..128
 }
 
 // Firewall selects the pinhole implementation; "off" must be asked for
@@ -67,6 +84,8 @@ type User struct {
 	PasswordHash string // bcrypt; empty only in Default, where the server generates a password
 	Root         string // absolute, so sessions do not depend on the working directory
 	ReadOnly     bool   // refuse every command that changes files
+	// RequireSessionReuse is tls.require_session_reuse unless the user sets it.
+	RequireSessionReuse bool
 }
 
 // Default file values, shared by Parse and Default.
@@ -82,6 +101,10 @@ const (
 	defaultFirewallTable  = "ftpsd"
 	defaultPinholeTimeout = 30 * time.Second
 	defaultStateDir       = "/var/lib/ftpsd"
+	defaultMaxFailures    = 5
+	defaultBanWindow      = 10 * time.Minute
+	defaultBanDuration    = time.Hour
+	defaultIPv6Prefix     = 64
 )
 
 // fileDefaults is what a file that sets nothing gets (users aside).
@@ -94,10 +117,12 @@ func fileDefaults() *Config {
 			IdleTimeout:     defaultIdleTimeout,
 			DataTimeout:     defaultDataTimeout,
 		},
-		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true},
+		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true, RequireSessionReuse: true},
 		Passive:  Passive{PortMin: defaultPortMin, PortMax: defaultPortMax},
 		Firewall: Firewall{Mode: defaultFirewallMode, Table: defaultFirewallTable, PinholeTimeout: defaultPinholeTimeout},
 		Storage:  Storage{StateDir: defaultStateDir},
+		Ban: Ban{MaxFailures: defaultMaxFailures, Window: defaultBanWindow, Duration: defaultBanDuration,
+			Allow: []netip.Prefix{}, IPv6Prefix: defaultIPv6Prefix},
 	}
 }
 
@@ -147,7 +172,7 @@ func Default() (*Config, error) {
 	cfg.Storage.StateDir = stateDir
 	// Empty PasswordHash: the server generates a password and prints it.
 	// The root need not exist yet: the server creates it.
-	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files")}}
+	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files"), RequireSessionReuse: true}}
 	return cfg, nil
 }
 

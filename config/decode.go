@@ -30,11 +30,12 @@ import (
 // TestSchemaMatchesReaders keeps the two in step.
 var schema = map[string][]string{
 	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout"},
-	"tls":      {"cert_file", "key_file", "min_version", "require"},
-	"passive":  {"ports"},
+	"tls":      {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
+	"passive":  {"ports", "max_per_ip"},
 	"firewall": {"mode", "table", "pinhole_timeout"},
 	"storage":  {"state_dir"},
-	"user":     {"name", "password_hash", "root", "read_only"},
+	"user":     {"name", "password_hash", "root", "read_only", "require_session_reuse"},
+	"ban":      {"max_failures", "window", "duration", "allow", "ipv6_prefix"},
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -70,7 +71,8 @@ func (d *decoder) decode(src string) *Config {
 	d.passive(root.section("passive"), &cfg.Passive)
 	d.firewall(root.section("firewall"), &cfg.Firewall)
 	d.storage(root.section("storage"), &cfg.Storage)
-	cfg.Users = d.users(root)
+	d.ban(root.section("ban"), &cfg.Ban)
+	cfg.Users = d.users(root, cfg.TLS.RequireSessionReuse)
 	root.done()
 	d.listeners(&cfg.Server, cfg.Passive)
 	return cfg
@@ -159,7 +161,7 @@ func (t *table) suggest(k string) string {
 	if t.name != "" {
 		return ""
 	}
-	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "user"} {
+	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "ban", "user"} {
 		if strings.EqualFold(k, sec) {
 			return fmt.Sprintf(" (keys are case-sensitive: did you mean %q?)", sec)
 		}
@@ -359,20 +361,23 @@ func (d *decoder) tls(t *table, c *TLS) {
 		}
 	}
 	t.boolean(&c.Require, "require")
+	t.boolean(&c.RequireSessionReuse, "require_session_reuse")
 	t.done()
 }
 
 func (d *decoder) passive(t *table, p *Passive) {
 	var s string
-	if !t.str(&s, "ports") {
-		t.done()
-		return
+	if t.str(&s, "ports") {
+		lo, hi, err := parsePortRange(s)
+		if err != nil {
+			d.errorf(t.key("ports"), "%v", err)
+		} else {
+			p.PortMin, p.PortMax = lo, hi
+		}
 	}
-	lo, hi, err := parsePortRange(s)
-	if err != nil {
-		d.errorf(t.key("ports"), "%v", err)
-	} else {
-		p.PortMin, p.PortMax = lo, hi
+	size := int(p.PortMax) - int(p.PortMin) + 1
+	if t.integer(&p.MaxPerIP, "max_per_ip") && (p.MaxPerIP < 0 || p.MaxPerIP > size) {
+		d.errorf(t.key("max_per_ip"), "must be 0 (a fifth of the range) to the number of passive ports (%d), not %d", size, p.MaxPerIP)
 	}
 	t.done()
 }
@@ -430,7 +435,7 @@ func (d *decoder) firewall(t *table, f *Firewall) {
 	t.done()
 }
 
-func (d *decoder) users(root *table) []User {
+func (d *decoder) users(root *table, reuse bool) []User {
 	v, ok := root.get("user")
 	key := root.key("user")
 	elem := func(i int) []string { return []string{key[0] + "[" + strconv.Itoa(i+1) + "]"} }
@@ -462,7 +467,7 @@ func (d *decoder) users(root *table) []User {
 			continue
 		}
 		t.m = m
-		var u User
+		u := User{RequireSessionReuse: reuse}
 		if !t.str(&u.Name, "name") {
 			if _, given := m["name"]; !given {
 				d.errorf(t.key("name"), "missing: every [[user]] needs a name")
@@ -493,6 +498,7 @@ func (d *decoder) users(root *table) []User {
 			d.errorf(t.key("root"), "missing: every [[user]] needs a root directory")
 		}
 		t.boolean(&u.ReadOnly, "read_only")
+		t.boolean(&u.RequireSessionReuse, "require_session_reuse")
 		t.done()
 		users = append(users, u)
 	}
