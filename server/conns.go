@@ -60,8 +60,27 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	dc := &dataConn{Conn: c, idle: d.sess.srv.cfg.Server.DataTimeout}
 	d.sess.mu.Lock()
 	d.sess.data = dc
+	cc, user := d.sess.cc, d.sess.user
 	d.sess.mu.Unlock()
-	return dc, nil
+	if cc == nil || !cc.HasTLSForTransfers() || !d.sess.bind.reuse.Load() {
+		return dc, nil
+	}
+	// Most clients start the data handshake as soon as they connect; their
+	// ClientHello is checked here, before ftpserverlib's "150", so a refusal
+	// is a 425 that says why. Others (Python's ftplib) wait for the 150:
+	// for them the check happens in the handshake itself (the data config's
+	// VerifyConnection), and ftpserverlib reports it as a 550 with the same text.
+	raw, ok, err := d.sess.bind.resumesOwn(dc, d.sess.srv.tickets, helloWait)
+	switch {
+	case errors.Is(err, errNoHello):
+		return &replayConn{Conn: dc, buf: raw}, nil
+	case err != nil || !ok:
+		dc.Close()
+		d.sess.log.Warn("data connection refused: it does not resume the control connection's TLS session",
+			"user", user, "err", err)
+		return nil, reuseRefusal(user)
+	}
+	return &replayConn{Conn: dc, buf: raw}, nil
 }
 
 // dataConn notes whether the raw TCP stream reached EOF. Under TLS, a peer

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/config"
 	"github.com/ftpsd/ftpsd/nft"
 	"github.com/ftpsd/ftpsd/pasvports"
@@ -34,14 +35,21 @@ type Server struct {
 
 	tlsConf atomic.Pointer[tls.Config]
 	users   atomic.Pointer[accounts]
+	tickets *ticketKeys
+
+	bans           *ban.Tracker
+	gate           *ban.Gate
+	stopExpire     chan struct{}
+	refused        atomic.Uint64 // connections from banned sources closed at accept
+	stopExpireOnce sync.Once
 
 	nextID atomic.Uint64
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[uint64]*session
-	admitted  int // connections past admit, including those still in the implicit TLS handshake
-	perIP     map[netip.Addr]int
+	admitted  int                  // connections past admit, including those still in the implicit TLS handshake
+	perIP     map[netip.Prefix]int // by source: IPv4 address or IPv6 prefix
 	closing   bool
 	idle      chan struct{} // closed when the last session ends during shutdown
 	wg        sync.WaitGroup
@@ -61,8 +69,9 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 		log:      logger,
 		fw:       fw,
 		sessions: make(map[uint64]*session),
-		perIP:    make(map[netip.Addr]int),
+		perIP:    make(map[netip.Prefix]int),
 	}
+	newBanState(s)
 	if err := os.MkdirAll(cfg.Storage.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create state_dir: %w", err)
 	}
@@ -71,6 +80,9 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 		return nil, nil, err
 	}
 	s.tlsConf.Store(tc)
+	if s.tickets, err = newTicketKeys(time.Now); err != nil {
+		return nil, nil, err
+	}
 	start := time.Now()
 	users, generated, err := newAccounts(cfg.Users)
 	if err != nil {
@@ -86,6 +98,7 @@ func New(cfg *config.Config, fw nft.Firewall, logger *slog.Logger) (*Server, []G
 	if err != nil {
 		return nil, nil, err
 	}
+	s.ports.SetShare(cfg.Passive.MaxPerIP, s.bans.Source)
 	return s, generated, nil
 }
 
@@ -190,12 +203,15 @@ func (s *Server) acceptLoop(ln net.Listener, implicit bool) {
 			continue
 		}
 		delay = 0
+		if s.refuseBanned(conn) {
+			continue
+		}
 		go s.handle(conn, implicit)
 	}
 }
 
 // admit applies the global limits; it returns a refusal text or "".
-func (s *Server) admit(ip netip.Addr) string {
+func (s *Server) admit(src netip.Prefix) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -203,17 +219,18 @@ func (s *Server) admit(ip netip.Addr) string {
 		return "Server shutting down"
 	case s.admitted >= s.cfg.Server.MaxClients:
 		return "Too many users, try again later"
-	case s.perIP[ip] >= s.cfg.Server.MaxClientsPerIP:
+	case s.perIP[src] >= s.cfg.Server.MaxClientsPerIP:
 		return "Too many connections from your address"
 	}
 	s.admitted++
-	s.perIP[ip]++
+	s.perIP[src]++
 	return ""
 }
 
 func (s *Server) handle(conn net.Conn, implicit bool) {
 	ip := remoteIP(conn)
-	refusal := s.admit(ip)
+	src := s.bans.Source(ip)
+	refusal := s.admit(src)
 	if refusal != "" && implicit {
 		// A refusal over implicit TLS would cost a handshake per refused
 		// connection, which is what a flood wants; just close.
@@ -221,13 +238,22 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		conn.Close()
 		return
 	}
+	bind, err := s.newBinding()
+	if err != nil {
+		s.log.Error("connection refused", "client", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		if refusal == "" {
+			s.leave(src)
+		}
+		return
+	}
 	if implicit {
-		tconn := tls.Server(conn, s.tlsConf.Load())
+		tconn := tls.Server(conn, bind.control)
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
 			s.log.Info("implicit TLS handshake failed", "client", conn.RemoteAddr().String(), "err", err)
 			conn.Close()
-			s.leave(ip)
+			s.leave(src)
 			return
 		}
 		conn.SetDeadline(time.Time{})
@@ -240,20 +266,20 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		conn.Close()
 		return
 	}
-	s.runSession(conn, ip, implicit)
+	s.runSession(conn, ip, src, bind, implicit)
 }
 
 // leave releases what admit took.
-func (s *Server) leave(ip netip.Addr) {
+func (s *Server) leave(src netip.Prefix) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.leaveLocked(ip)
+	s.leaveLocked(src)
 }
 
-func (s *Server) leaveLocked(ip netip.Addr) {
+func (s *Server) leaveLocked(src netip.Prefix) {
 	s.admitted--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if s.perIP[src]--; s.perIP[src] <= 0 {
+		delete(s.perIP, src)
 	}
 }
 
@@ -266,7 +292,7 @@ func (s *Server) register(sess *session) {
 func (s *Server) unregister(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
-	s.leaveLocked(sess.clientIP)
+	s.leaveLocked(sess.clientKey)
 	if s.closing && len(s.sessions) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -296,6 +322,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.closeListeners()
 	s.wg.Wait()
+	s.stopExpireOnce.Do(func() { close(s.stopExpire) })
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

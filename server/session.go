@@ -13,6 +13,7 @@ import (
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/driver"
 )
 
@@ -23,6 +24,9 @@ type session struct {
 	srv       *Server
 	id        uint64
 	clientIP  netip.Addr
+	clientKey netip.Prefix  // the source clientIP counts as (IPv6: its prefix)
+	closing   chan struct{} // closed when the session is being closed
+	bind      *binding
 	implicit  bool
 	log       *slog.Logger
 	ln        *oneShot
@@ -46,14 +50,21 @@ var (
 	_ ftpserver.MainDriverExtensionQuitMessage    = (*session)(nil)
 )
 
-func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
+func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind *binding, implicit bool) {
+	if !implicit {
+		bind.ctrl = &ctrlConn{Conn: conn}
+		conn = bind.ctrl
+	}
 	sess := &session{
-		srv:      s,
-		id:       s.nextID.Add(1),
-		clientIP: ip,
-		implicit: implicit,
-		ln:       newOneShot(conn),
-		start:    time.Now(),
+		bind:      bind,
+		srv:       s,
+		id:        s.nextID.Add(1),
+		clientIP:  ip,
+		clientKey: src,
+		closing:   make(chan struct{}),
+		implicit:  implicit,
+		ln:        newOneShot(conn),
+		start:     time.Now(),
 	}
 	sess.log = s.log.With("session", sess.id, "client", conn.RemoteAddr().String())
 	s.register(sess)
@@ -110,6 +121,7 @@ func (sess *session) close() {
 }
 
 func (sess *session) closeNow() {
+	close(sess.closing)
 	sess.mu.Lock()
 	cc, lease := sess.cc, sess.lease
 	sess.closedCC = true
@@ -202,6 +214,7 @@ func (sess *session) ClientDisconnected(ftpserver.ClientContext) {
 func (sess *session) PreAuthUser(cc ftpserver.ClientContext, user string) error {
 	if sess.srv.cfg.TLS.Require && !cc.HasTLSForControl() {
 		sess.log.Warn("clear-text login refused", "user", user)
+		sess.tarpit(sess.failure(ban.WeightClearTextUser, "clear-text USER while TLS is required"))
 		return errors.New("TLS required: send AUTH TLS before USER")
 	}
 	return nil
@@ -213,10 +226,16 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		sess.log.Warn("clear-text login refused", "user", user)
 		return nil, errors.New("TLS required: send AUTH TLS before USER")
 	}
-	acc, err := sess.srv.users.Load().check(user, pass)
+	if _, banned := sess.srv.bans.Banned(sess.clientIP, time.Now()); banned {
+		// Sessions of a banned source are being closed: no more hashing for it.
+		return nil, errBadLogin
+	}
+	acc, err := sess.checkLogin(user, pass)
 	if err != nil {
-		sess.log.Warn("login failed", "user", user)
-		return nil, err
+		delay := sess.failure(ban.WeightFailedLogin, "failed login")
+		sess.log.Warn("login failed", "user", user, "tarpit", delay)
+		sess.tarpit(delay)
+		return nil, errBadLogin
 	}
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
@@ -233,13 +252,25 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	sess.user, sess.fs = user, fs
 	sess.mu.Unlock()
+	sess.bind.login(user, acc.RequireSessionReuse)
 	sess.log.Info("login", "user", user, "read_only", acc.ReadOnly)
 	return fs, nil
 }
 
-// GetTLSConfig is the shared config; see loadTLS.
+// GetTLSConfig returns the session's own configs (see newBinding):
+// ftpserverlib asks for one at AUTH, for the control connection, and at
+// every PASV/EPSV once the control connection is TLS, for the data connection.
 func (sess *session) GetTLSConfig() (*tls.Config, error) {
-	return sess.srv.tlsConf.Load(), nil
+	sess.mu.Lock()
+	cc := sess.cc
+	sess.mu.Unlock()
+	if cc != nil && cc.HasTLSForControl() {
+		return sess.bind.data, nil
+	}
+	if cc != nil && sess.bind.ctrl != nil && cc.GetLastCommand() == "AUTH" {
+		sess.bind.ctrl.startHandshake(handshakeTimeout)
+	}
+	return sess.bind.control, nil
 }
 
 // QuitMessage is the 221 text.
