@@ -57,7 +57,7 @@ func New(min, max uint16, fw nft.Firewall, logger *slog.Logger) (*Pool, error) {
 	p := &Pool{
 		min: min, max: max, fw: fw, log: logger,
 		// ChaCha8 so that a client cannot predict the next port from the ones it saw.
-		rng:  rand.New(rand.NewChaCha8(seed)),
+		rng:    rand.New(rand.NewChaCha8(seed)),
 		free:   make([]uint16, n),
 		pos:    make([]int32, n),
 		share:  defaultShare(n),
