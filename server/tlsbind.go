@@ -147,8 +147,8 @@ const maxHello = 1 << 16
 func readClientHello(r io.Reader) (raw, msg []byte, err error) {
 	var hdr [5]byte
 	for len(raw) < maxHello {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return raw, nil, fmt.Errorf("read TLS record: %w", err)
+		if got, err := io.ReadFull(r, hdr[:]); err != nil {
+			return append(raw, hdr[:got]...), nil, fmt.Errorf("read TLS record: %w", err)
 		}
 		raw = append(raw, hdr[:]...)
 		if hdr[0] != 22 { // handshake
@@ -160,8 +160,8 @@ func readClientHello(r io.Reader) (raw, msg []byte, err error) {
 		}
 		start := len(raw)
 		raw = append(raw, make([]byte, n)...)
-		if _, err := io.ReadFull(r, raw[start:]); err != nil {
-			return raw, nil, fmt.Errorf("read TLS record: %w", err)
+		if got, err := io.ReadFull(r, raw[start:]); err != nil {
+			return raw[:start+got], nil, fmt.Errorf("read TLS record: %w", err)
 		}
 		msg = append(msg, raw[start:]...)
 		if len(msg) >= 4 {

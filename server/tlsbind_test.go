@@ -40,7 +40,7 @@ func (r *recorder) Write(p []byte) (int, error) { r.sent.Write(p); return r.Conn
 
 // handshake runs one client/server handshake over a pipe and returns the
 // server's connection state, its error, and the client's first flight.
-func handshake(t *testing.T, client, server *tls.Config) (tls.ConnectionState, error, []byte) {
+func handshake(t testing.TB, client, server *tls.Config) (tls.ConnectionState, error, []byte) {
 	t.Helper()
 	a, b := tcpPair(t)
 	rec := &recorder{Conn: a}
@@ -123,7 +123,7 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 
 // tcpPair is a connected loopback pair: buffered, unlike net.Pipe, so a
 // side that gives up does not leave the other blocked in a write.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -203,6 +203,13 @@ func TestTicketsExpireAndRotate(t *testing.T) {
 
 // sessionState gets a real *tls.SessionState from a handshake.
 func sessionState(t *testing.T) *tls.SessionState {
+	t.Helper()
+	return sessionStateTB(t)
+}
+
+func sessionStateForFuzz(f *testing.F) *tls.SessionState { return sessionStateTB(f) }
+
+func sessionStateTB(t testing.TB) *tls.SessionState {
 	t.Helper()
 	s := tlsServer(t)
 	var got *tls.SessionState
