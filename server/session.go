@@ -15,6 +15,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/driver"
+	"github.com/ftpsd/ftpsd/pasvports"
 )
 
 // session is one control connection and the ftpserverlib server embedded for
@@ -305,6 +306,11 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 		prev.Close()
 	}
 	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id), sess.srv.cfg.Server.DataTimeout)
+	if errors.Is(err, pasvports.ErrOverShare) {
+		ln.Close()
+		sess.log.Warn("passive transfer refused", "err", err)
+		return nil, fmt.Errorf("too many passive ports held by your address (at most %d at once): use or drop the ones you asked for", sess.srv.ports.Share())
+	}
 	if err != nil {
 		ln.Close()
 		sess.log.Error("passive transfer refused", "err", err)
