@@ -116,5 +116,9 @@ func (sess *session) checkLogin(user, pass string) (*account, error) {
 		return nil, errors.New("server busy, try again")
 	}
 	defer release()
+	// A ban decided while this login queued: no hash for a banned source.
+	if _, banned := sess.srv.bans.Banned(sess.clientIP, time.Now()); banned {
+		return nil, errBadLogin
+	}
 	return sess.srv.users.Load().check(user, pass)
 }
