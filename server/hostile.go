@@ -60,6 +60,9 @@ func (s *Server) refuseBanned(conn net.Conn) bool {
 	return true
 }
 
+// RefusedBanned counts connections closed at accept because their source was banned.
+func (s *Server) RefusedBanned() uint64 { return s.refused.Load() }
+
 // Bans lists the bans in force (for status and tests).
 func (s *Server) Bans() []ban.Ban { return s.bans.List(time.Now()) }
 
