@@ -238,13 +238,18 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		conn.Close()
 		return
 	}
+	if refusal != "" {
+		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
+		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "421 %s.\r\n", refusal)
+		conn.Close()
+		return
+	}
 	bind, err := s.newBinding()
 	if err != nil {
 		s.log.Error("connection refused", "client", conn.RemoteAddr().String(), "err", err)
 		conn.Close()
-		if refusal == "" {
-			s.leave(src)
-		}
+		s.leave(src)
 		return
 	}
 	if implicit {
@@ -258,13 +263,6 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		}
 		conn.SetDeadline(time.Time{})
 		conn = tconn
-	}
-	if refusal != "" {
-		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
-		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(conn, "421 %s.\r\n", refusal)
-		conn.Close()
-		return
 	}
 	s.runSession(conn, ip, src, bind, implicit)
 }
