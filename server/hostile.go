@@ -60,6 +60,17 @@ func (s *Server) refuseBanned(conn net.Conn) bool {
 	return true
 }
 
+// AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
+// or one restored at start): logged, handed to the firewall if it holds
+// bans, open sessions from it closed, new connections refused at accept.
+func (s *Server) AddBan(prefix netip.Prefix, d time.Duration, reason string) {
+	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason)
+}
+
+// RemoveBan lifts the in-process ban of exactly prefix; it reports whether
+// there was one. (The firewall's copy is the caller's to remove.)
+func (s *Server) RemoveBan(prefix netip.Prefix) bool { return s.bans.Remove(prefix) }
+
 // RefusedBanned counts connections closed at accept because their source was banned.
 func (s *Server) RefusedBanned() uint64 { return s.refused.Load() }
 

@@ -107,3 +107,23 @@ func TestBanWithoutBanner(t *testing.T) {
 		t.Fatal("not banned")
 	}
 }
+
+// An operator's ban covers a whole prefix, reaches the firewall, and can be lifted.
+func TestAddAndRemoveBan(t *testing.T) {
+	fw := &banFW{}
+	s := banServer(t, fw)
+	p := netip.MustParsePrefix("203.0.113.0/24")
+	s.AddBan(p, time.Minute, "operator")
+	if len(fw.bans) != 1 || fw.bans[0] != p {
+		t.Fatalf("firewall bans %v", fw.bans)
+	}
+	if _, ok := s.bans.Banned(netip.MustParseAddr("203.0.113.9"), time.Now()); !ok {
+		t.Fatal("address in the banned /24 not banned")
+	}
+	if !s.RemoveBan(p) {
+		t.Fatal("RemoveBan found no ban")
+	}
+	if _, ok := s.bans.Banned(netip.MustParseAddr("203.0.113.9"), time.Now()); ok {
+		t.Fatal("still banned after RemoveBan")
+	}
+}
