@@ -70,6 +70,9 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	// is a 425 that says why. Others (Python's ftplib) wait for the 150:
 	// for them the check happens in the handshake itself (the data config's
 	// VerifyConnection), and ftpserverlib reports it as a 550 with the same text.
+	// (Upstream, ftpserverlib could run the data handshake itself before its
+	// 150, as it wraps the listener in tls.NewListener anyway; every refusal
+	// would then be a 4xx.)
 	raw, ok, err := d.sess.bind.resumesOwn(dc, d.sess.srv.tickets, helloWait)
 	switch {
 	case errors.Is(err, errNoHello):
