@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -21,6 +22,7 @@ type Config struct {
 	Storage  Storage
 	Log      Log
 	Metrics  Metrics
+	Ban      Ban
 	Users    []User // at least one
 	Source   string // file it was read from; "" for the embedded default
 }
@@ -44,11 +46,26 @@ type TLS struct {
 	CertFile, KeyFile string // both empty = self-signed kept in state_dir; otherwise absolute, existing files
 	MinVersion        uint16 // tls.VersionTLS12 (default) or tls.VersionTLS13
 	Require           bool   // default true
+	// RequireSessionReuse makes a TLS data connection resume the TLS
+	// session of its own control connection (default true; [[user]] may opt out).
+	RequireSessionReuse bool
 }
 
 // Passive is the port range the firewall guards and the allocator hands out.
 type Passive struct {
 	PortMin, PortMax uint16 // from ports = "A-B" (default "50000-50999"), 1024 <= A <= B
+	// MaxPerIP bounds the concurrent leases of one client address (IPv6:
+	// one ban.ipv6_prefix); 0 = a fifth of the range, at least 1.
+	MaxPerIP int
+}
+
+// Ban says when a source address is banned for failed logins.
+type Ban struct {
+	MaxFailures int            // failures within Window that ban a source; default 5, >= 1
+	Window      time.Duration  // default 10m, > 0
+	Duration    time.Duration  // how long a ban lasts; default 1h, > 0
+	Allow       []netip.Prefix // sources never banned (masked); default none
+	IPv6Prefix  int            // IPv6 clients are counted per prefix of this length; default 64, 1..128
 }
 
 // Firewall selects the pinhole implementation; "off" must be asked for
@@ -75,6 +92,8 @@ type User struct {
 	Root         string      // absolute, so sessions do not depend on the working directory
 	ReadOnly     bool        // refuse every command that changes files
 	Umask        os.FileMode // [[user]] umask, else [server] umask
+	// RequireSessionReuse is tls.require_session_reuse unless the user sets it.
+	RequireSessionReuse bool
 }
 
 // Default file values, shared by Parse and Default.
@@ -92,6 +111,10 @@ const (
 	defaultStateDir       = "/var/lib/ftpsd"
 	defaultUmask          = 0o022
 	defaultLogFormat      = "text"
+	defaultMaxFailures    = 5
+	defaultBanWindow      = 10 * time.Minute
+	defaultBanDuration    = time.Hour
+	defaultIPv6Prefix     = 64
 )
 
 // fileDefaults is what a file that sets nothing gets (users aside).
@@ -105,11 +128,13 @@ func fileDefaults() *Config {
 			DataTimeout:     defaultDataTimeout,
 			Umask:           defaultUmask,
 		},
-		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true},
+		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true, RequireSessionReuse: true},
 		Passive:  Passive{PortMin: defaultPortMin, PortMax: defaultPortMax},
 		Firewall: Firewall{Mode: defaultFirewallMode, Table: defaultFirewallTable, PinholeTimeout: defaultPinholeTimeout},
 		Storage:  Storage{StateDir: defaultStateDir},
 		Log:      Log{Format: defaultLogFormat},
+		Ban: Ban{MaxFailures: defaultMaxFailures, Window: defaultBanWindow, Duration: defaultBanDuration,
+			Allow: []netip.Prefix{}, IPv6Prefix: defaultIPv6Prefix},
 	}
 }
 
@@ -159,7 +184,7 @@ func Default() (*Config, error) {
 	cfg.Storage.StateDir = stateDir
 	// Empty PasswordHash: the server generates a password and prints it.
 	// The root need not exist yet: the server creates it.
-	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files"), Umask: cfg.Server.Umask}}
+	cfg.Users = []User{{Name: "ftp", Root: filepath.Join(stateDir, "files"), Umask: cfg.Server.Umask, RequireSessionReuse: true}}
 	return cfg, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -162,6 +163,30 @@ func TestErrors(t *testing.T) {
 			key: "firewall.mark", msg: "not a 32-bit number"},
 		{name: "duration/number", toml: "[server]\nidle_timeout = 300 # <-\n" + oneUser,
 			key: "server.idle_timeout", msg: "must be a duration string"},
+
+		// [ban], [passive] max_per_ip, session reuse.
+		{name: "ban/max_failures zero", toml: "[ban]\nmax_failures = 0 # <-\n" + oneUser,
+			key: "ban.max_failures", msg: "at least 1"},
+		{name: "ban/window zero", toml: "[ban]\nwindow = \"0s\" # <-\n" + oneUser,
+			key: "ban.window", msg: "must be positive"},
+		{name: "ban/duration bad", toml: "[ban]\nduration = \"forever\" # <-\n" + oneUser,
+			key: "ban.duration", msg: "invalid duration"},
+		{name: "ban/allow not a CIDR", toml: "[ban]\nallow = [\"10.0.0.0/8\", \"example.com\"] # <-\n" + oneUser,
+			key: "ban.allow", msg: `"example.com" is not an address or CIDR`},
+		{name: "ban/allow bad length", toml: "[ban]\nallow = [\"10.0.0.0/33\"] # <-\n" + oneUser,
+			key: "ban.allow", msg: "not an address or CIDR"},
+		{name: "ban/ipv6_prefix too long", toml: "[ban]\nipv6_prefix = 129 # <-\n" + oneUser,
+			key: "ban.ipv6_prefix", msg: "from 1 to 128"},
+		{name: "ban/unknown key", toml: "[ban]\nmax_failure = 3 # <-\n" + oneUser,
+			key: "ban.max_failure", msg: "unknown key"},
+		{name: "passive/max_per_ip over range", toml: "[passive]\nports = \"50000-50009\"\nmax_per_ip = 11 # <-\n" + oneUser,
+			key: "passive.max_per_ip", msg: "number of passive ports (10)"},
+		{name: "passive/max_per_ip negative", toml: "[passive]\nmax_per_ip = -1 # <-\n" + oneUser,
+			key: "passive.max_per_ip", msg: "not -1"},
+		{name: "tls/require_session_reuse string", toml: "[tls]\nrequire_session_reuse = \"no\" # <-\n" + oneUser,
+			key: "tls.require_session_reuse", msg: "true or false"},
+		{name: "user/require_session_reuse string", toml: oneUser + "require_session_reuse = 0 # <-\n",
+			key: "user[1].require_session_reuse", msg: "true or false"},
 		{name: "duration/inline table", toml: "server = { idle_timeout = \"soon\" } # <-\n" + oneUser,
 			key: "server.idle_timeout", msg: "invalid duration"},
 		{name: "duration/dotted key", toml: "server.idle_timeout = \"soon\" # <-\n" + oneUser,
@@ -431,9 +456,11 @@ cert_file = "tls/cert.pem"
 key_file = "{dir}/tls/key.pem"
 min_version = "1.3"
 require = false
+require_session_reuse = false
 
 [passive]
 ports = "40000-40099"
+max_per_ip = 7
 
 [firewall]
 mode = "off"
@@ -450,6 +477,12 @@ xferlog = "log/xferlog"
 
 [metrics]
 listen = "127.0.0.1:9120"
+[ban]
+max_failures = 3
+window = "1m"
+duration = "2h"
+allow = ["192.0.2.7/24", "2001:db8::1", "::ffff:198.51.100.0/120"]
+ipv6_prefix = 56
 
 [[user]]
 name = "alice"
@@ -463,6 +496,7 @@ password_hash = "{hash}"
 root = "bob"
 read_only = true
 umask = "002"
+require_session_reuse = true
 `)
 	got := mustLoad(t, path)
 	want := &Config{
@@ -483,14 +517,16 @@ umask = "002"
 			MinVersion: tls.VersionTLS13,
 			Require:    false,
 		},
-		Passive:  Passive{PortMin: 40000, PortMax: 40099},
+		Passive:  Passive{PortMin: 40000, PortMax: 40099, MaxPerIP: 7},
 		Firewall: Firewall{Mode: "off", Table: "ftpsd_test-1", PinholeTimeout: 90 * time.Second, Mark: 0xf70000, MarkMask: 0xff0000},
 		Storage:  Storage{StateDir: filepath.Join(f.dir, "state")},
 		Log:      Log{Format: "json", Xferlog: filepath.Join(f.dir, "log/xferlog")},
 		Metrics:  Metrics{Listen: "127.0.0.1:9120"},
+		Ban: Ban{MaxFailures: 3, Window: time.Minute, Duration: 2 * time.Hour, IPv6Prefix: 56, Allow: []netip.Prefix{
+			netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::1/128"), netip.MustParsePrefix("198.51.100.0/24")}},
 		Users: []User{
 			{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o027},
-			{Name: "bob", PasswordHash: testHash(), Root: filepath.Join(f.dir, "bob"), ReadOnly: true, Umask: 0o002},
+			{Name: "bob", PasswordHash: testHash(), Root: filepath.Join(f.dir, "bob"), ReadOnly: true, Umask: 0o002, RequireSessionReuse: true},
 		},
 		Source: path,
 	}
@@ -537,7 +573,7 @@ read_only = false
 	got := mustLoad(t, path)
 	want := fileDefaults()
 	want.Server.ImplicitListen = []string{}
-	want.Users = []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022}}
+	want.Users = []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022, RequireSessionReuse: true}}
 	want.Source = path
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
@@ -557,12 +593,13 @@ func TestMinimalGetsDefaults(t *testing.T) {
 			DataTimeout:     30 * time.Second,
 			Umask:           0o022,
 		},
-		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true},
+		TLS:      TLS{MinVersion: tls.VersionTLS12, Require: true, RequireSessionReuse: true},
 		Passive:  Passive{PortMin: 50000, PortMax: 50999},
 		Firewall: Firewall{Mode: "nftables", Table: "ftpsd", PinholeTimeout: 30 * time.Second},
 		Storage:  Storage{StateDir: "/var/lib/ftpsd"},
 		Log:      Log{Format: "text"},
-		Users:    []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022}},
+		Ban:      Ban{MaxFailures: 5, Window: 10 * time.Minute, Duration: time.Hour, Allow: []netip.Prefix{}, IPv6Prefix: 64},
+		Users:    []User{{Name: "alice", PasswordHash: testHash(), Root: f.root, Umask: 0o022, RequireSessionReuse: true}},
 		Source:   path,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -584,12 +621,12 @@ func TestValidVariants(t *testing.T) {
 		{"same port, different hosts", "[server]\nlisten = [\"127.0.0.1:2121\", \"127.0.0.2:2121\", \"[::1]:2121\"]\n" + oneUser, nil},
 		{"same host, different ports", "[server]\nlisten = [\"[::]:21\"]\nimplicit_listen = [\"[::]:990\"]\n" + oneUser, nil},
 		{"single passive port", "[passive]\nports = \"50000\"\n" + oneUser, func(t *testing.T, c *Config) {
-			if c.Passive != (Passive{50000, 50000}) {
+			if c.Passive != (Passive{PortMin: 50000, PortMax: 50000}) {
 				t.Errorf("passive %+v", c.Passive)
 			}
 		}},
 		{"passive range edges", "[passive]\nports = \"1024-65535\"\n[server]\nlisten = [\"0.0.0.0:21\"]\n" + oneUser, func(t *testing.T, c *Config) {
-			if c.Passive != (Passive{1024, 65535}) {
+			if c.Passive != (Passive{PortMin: 1024, PortMax: 65535}) {
 				t.Errorf("passive %+v", c.Passive)
 			}
 		}},
@@ -602,6 +639,17 @@ func TestValidVariants(t *testing.T) {
 			"[[user]]\nname = \"b\"\npassword_hash = \"$2y$" + testHash()[4:] + "\"\nroot = \"{root}\"\n", nil},
 		{"users as inline array", "user = [{ name = \"a\", password_hash = \"{hash}\", root = \"{root}\" }]\n", nil},
 		{"public_host IPv4", "[server]\npublic_host = \"192.0.2.10\"\n" + oneUser, nil},
+		{"session reuse off for all, on for one", "[tls]\nrequire_session_reuse = false\n" + oneUser +
+			"\n[[user]]\nname = \"b\"\npassword_hash = \"{hash}\"\nroot = \"{root}\"\nrequire_session_reuse = true\n", func(t *testing.T, c *Config) {
+			if c.TLS.RequireSessionReuse || c.Users[0].RequireSessionReuse || !c.Users[1].RequireSessionReuse {
+				t.Errorf("tls %v, users %v / %v", c.TLS.RequireSessionReuse, c.Users[0].RequireSessionReuse, c.Users[1].RequireSessionReuse)
+			}
+		}},
+		{"max_per_ip up to the range", "[passive]\nports = \"50000-50009\"\nmax_per_ip = 10\n" + oneUser, func(t *testing.T, c *Config) {
+			if c.Passive.MaxPerIP != 10 {
+				t.Errorf("max_per_ip %d", c.Passive.MaxPerIP)
+			}
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -663,7 +711,7 @@ func TestDefault(t *testing.T) {
 	want.Server.Listen = []string{":2121"}
 	want.Passive = Passive{PortMin: 50000, PortMax: 50099}
 	want.Storage.StateDir = state
-	want.Users = []User{{Name: "ftp", Root: filepath.Join(state, "files"), Umask: 0o022}}
+	want.Users = []User{{Name: "ftp", Root: filepath.Join(state, "files"), Umask: 0o022, RequireSessionReuse: true}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)
 	}

@@ -30,13 +30,14 @@ import (
 // TestSchemaMatchesReaders keeps the two in step.
 var schema = map[string][]string{
 	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask"},
-	"tls":      {"cert_file", "key_file", "min_version", "require"},
-	"passive":  {"ports"},
+	"tls":      {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
+	"passive":  {"ports", "max_per_ip"},
 	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
 	"storage":  {"state_dir"},
-	"user":     {"name", "password_hash", "root", "read_only", "umask"},
+	"user":     {"name", "password_hash", "root", "read_only", "umask", "require_session_reuse"},
 	"log":      {"format", "xferlog"},
 	"metrics":  {"listen"},
+	"ban":      {"max_failures", "window", "duration", "allow", "ipv6_prefix"},
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -74,7 +75,8 @@ func (d *decoder) decode(src string) *Config {
 	d.storage(root.section("storage"), &cfg.Storage)
 	d.log(root.section("log"), &cfg.Log)
 	d.metrics(root.section("metrics"), &cfg.Metrics)
-	cfg.Users = d.users(root, cfg.Server.Umask)
+	d.ban(root.section("ban"), &cfg.Ban)
+	cfg.Users = d.users(root, cfg.Server.Umask, cfg.TLS.RequireSessionReuse)
 	root.done()
 	d.listeners(&cfg.Server, cfg.Passive)
 	return cfg
@@ -163,7 +165,7 @@ func (t *table) suggest(k string) string {
 	if t.name != "" {
 		return ""
 	}
-	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "log", "metrics", "user"} {
+	for _, sec := range []string{"server", "tls", "passive", "firewall", "storage", "log", "metrics", "ban", "user"} {
 		if strings.EqualFold(k, sec) {
 			return fmt.Sprintf(" (keys are case-sensitive: did you mean %q?)", sec)
 		}
@@ -364,20 +366,23 @@ func (d *decoder) tls(t *table, c *TLS) {
 		}
 	}
 	t.boolean(&c.Require, "require")
+	t.boolean(&c.RequireSessionReuse, "require_session_reuse")
 	t.done()
 }
 
 func (d *decoder) passive(t *table, p *Passive) {
 	var s string
-	if !t.str(&s, "ports") {
-		t.done()
-		return
+	if t.str(&s, "ports") {
+		lo, hi, err := parsePortRange(s)
+		if err != nil {
+			d.errorf(t.key("ports"), "%v", err)
+		} else {
+			p.PortMin, p.PortMax = lo, hi
+		}
 	}
-	lo, hi, err := parsePortRange(s)
-	if err != nil {
-		d.errorf(t.key("ports"), "%v", err)
-	} else {
-		p.PortMin, p.PortMax = lo, hi
+	size := int(p.PortMax) - int(p.PortMin) + 1
+	if t.integer(&p.MaxPerIP, "max_per_ip") && (p.MaxPerIP < 0 || p.MaxPerIP > size) {
+		d.errorf(t.key("max_per_ip"), "must be 0 (a fifth of the range) to the number of passive ports (%d), not %d", size, p.MaxPerIP)
 	}
 	t.done()
 }
@@ -474,7 +479,7 @@ func parseMark(s string) (uint32, uint32, error) {
 	return v, mask, nil
 }
 
-func (d *decoder) users(root *table, umask os.FileMode) []User {
+func (d *decoder) users(root *table, umask os.FileMode, reuse bool) []User {
 	v, ok := root.get("user")
 	key := root.key("user")
 	elem := func(i int) []string { return []string{key[0] + "[" + strconv.Itoa(i+1) + "]"} }
@@ -506,7 +511,7 @@ func (d *decoder) users(root *table, umask os.FileMode) []User {
 			continue
 		}
 		t.m = m
-		var u User
+		u := User{RequireSessionReuse: reuse}
 		if !t.str(&u.Name, "name") {
 			if _, given := m["name"]; !given {
 				d.errorf(t.key("name"), "missing: every [[user]] needs a name")
@@ -539,6 +544,7 @@ func (d *decoder) users(root *table, umask os.FileMode) []User {
 		t.boolean(&u.ReadOnly, "read_only")
 		u.Umask = umask
 		t.umask(&u.Umask, "umask")
+		t.boolean(&u.RequireSessionReuse, "require_session_reuse")
 		t.done()
 		users = append(users, u)
 	}

@@ -19,6 +19,7 @@ type Lease struct {
 	net.Listener
 	pool   *Pool
 	client netip.Addr
+	src    netip.Prefix // client's source, whose share the lease counts against
 	port   uint16
 	label  string
 
@@ -39,8 +40,8 @@ type Lease struct {
 	closeOnce sync.Once
 }
 
-func newLease(ln net.Listener, p *Pool, client netip.Addr, port uint16, label string) *Lease {
-	l := &Lease{Listener: ln, pool: p, client: client, port: port, label: label, holeOpen: true, ready: make(chan struct{})}
+func newLease(ln net.Listener, p *Pool, client netip.Addr, src netip.Prefix, port uint16, label string) *Lease {
+	l := &Lease{Listener: ln, pool: p, client: client, src: src, port: port, label: label, holeOpen: true, ready: make(chan struct{})}
 	go l.take()
 	return l
 }
@@ -129,6 +130,7 @@ func (l *Lease) end() {
 	// that draws it fails to bind and tries its next candidate, whereas the
 	// other order would let it bind a port the pool still counts as leased.
 	l.pool.release(l.port)
+	l.pool.untake(l.src)
 	if err := l.Listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		l.pool.log.Warn("close passive listener", "port", l.port, "err", err)
 	}

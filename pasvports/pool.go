@@ -20,6 +20,9 @@ import (
 // ErrExhausted means every port of the range is leased.
 var ErrExhausted = errors.New("all passive ports are in use")
 
+// ErrOverShare means the client's source already holds its share of the pool.
+var ErrOverShare = errors.New("source holds its share of passive ports")
+
 // Pool is the set of passive ports and the firewall that guards them. Safe for concurrent use.
 type Pool struct {
 	min, max uint16
@@ -30,6 +33,12 @@ type Pool struct {
 	rng  *rand.Rand
 	free []uint16 // ports no lease holds, in no particular order
 	pos  []int32  // pos[port-min] is the index in free, or -1 while leased
+
+	// share bounds the leases one source holds at once; source maps a
+	// client to its source (IPv6: a prefix). See SetShare.
+	share  int
+	source func(netip.Addr) netip.Prefix
+	held   map[netip.Prefix]int
 }
 
 // New makes a pool over [min, max] whose leases open pinholes in fw.
@@ -48,15 +57,62 @@ func New(min, max uint16, fw nft.Firewall, logger *slog.Logger) (*Pool, error) {
 	p := &Pool{
 		min: min, max: max, fw: fw, log: logger,
 		// ChaCha8 so that a client cannot predict the next port from the ones it saw.
-		rng:  rand.New(rand.NewChaCha8(seed)),
-		free: make([]uint16, n),
-		pos:  make([]int32, n),
+		rng:    rand.New(rand.NewChaCha8(seed)),
+		free:   make([]uint16, n),
+		pos:    make([]int32, n),
+		share:  defaultShare(n),
+		source: func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) },
+		held:   map[netip.Prefix]int{},
 	}
 	for i := range n {
 		p.free[i] = min + uint16(i)
 		p.pos[i] = int32(i)
 	}
 	return p, nil
+}
+
+// SetShare sets how many leases one source may hold at once (0: a fifth
+// of the pool, at least 1) and how clients map to sources. Call it before
+// the first lease.
+func (p *Pool) SetShare(perSource int, source func(netip.Addr) netip.Prefix) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if perSource <= 0 {
+		perSource = defaultShare(len(p.pos))
+	}
+	p.share = perSource
+	if source != nil {
+		p.source = source
+	}
+}
+
+// defaultShare keeps one source from holding more than a fifth of the pool.
+func defaultShare(size int) int { return max(size/5, 1) }
+
+// Share is the number of leases one source may hold at once.
+func (p *Pool) Share() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.share
+}
+
+// take counts a lease against src's share.
+func (p *Pool) take(src netip.Prefix) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[src] >= p.share {
+		return fmt.Errorf("%w (%d of %d ports)", ErrOverShare, p.held[src], len(p.pos))
+	}
+	p.held[src]++
+	return nil
+}
+
+func (p *Pool) untake(src netip.Prefix) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.held[src]--; p.held[src] <= 0 {
+		delete(p.held, src)
+	}
 }
 
 // Size is the number of ports in the range.
@@ -137,16 +193,24 @@ func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string, wait time
 		return nil, fmt.Errorf("passive listener has address %v, not TCP", ln.Addr())
 	}
 	port := uint16(addr.Port)
+	client = client.Unmap()
+	p.mu.Lock()
+	src := p.source(client)
+	p.mu.Unlock()
+	if err := p.take(src); err != nil {
+		return nil, fmt.Errorf("lease port %d for %s: %w", port, src, err)
+	}
 	if err := p.acquire(port); err != nil {
+		p.untake(src)
 		return nil, fmt.Errorf("lease port %d: %w", port, err)
 	}
-	client = client.Unmap()
 	if err := p.fw.Open(nft.Pinhole{Client: client, Port: port, Label: label}); err != nil {
 		p.release(port)
+		p.untake(src)
 		return nil, fmt.Errorf("open pinhole %s:%d: %w", client, port, err)
 	}
 	if tl, ok := ln.(*net.TCPListener); ok && wait > 0 {
 		tl.SetDeadline(time.Now().Add(wait))
 	}
-	return newLease(ln, p, client, port, label), nil
+	return newLease(ln, p, client, src, port, label), nil
 }

@@ -227,6 +227,7 @@ func TestNoDoubleLease(t *testing.T) {
 
 func TestExhaustion(t *testing.T) {
 	p, _ := newPool(t, 3)
+	p.SetShare(3, nil) // one client may take the whole pool here
 	var leases []*Lease
 	for range 3 {
 		l, err := p.Lease(listen(t, p), loopback, "", 0)
@@ -421,5 +422,62 @@ func TestCloseUnblocksAccept(t *testing.T) {
 	}
 	if p.Free() != p.Size() || fw.count() != 0 {
 		t.Fatal("leak after Close during Accept")
+	}
+}
+
+// One source holds at most its share; another still gets ports; IPv6
+// addresses of one prefix share one count.
+func TestShare(t *testing.T) {
+	p, _ := newPool(t, 10)
+	if p.Share() != 2 {
+		t.Fatalf("default share of 10 ports = %d, want 2", p.Share())
+	}
+	p.SetShare(0, func(a netip.Addr) netip.Prefix {
+		if a.Is6() {
+			pre, _ := a.Prefix(64)
+			return pre
+		}
+		return netip.PrefixFrom(a, 32)
+	})
+	var held []*Lease
+	lease := func(client string) error {
+		l, err := p.Lease(listen(t, p), netip.MustParseAddr(client), "", 0)
+		if err == nil {
+			held = append(held, l)
+		}
+		return err
+	}
+	for _, c := range []string{"127.0.0.1", "127.0.0.1"} {
+		if err := lease(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lease("127.0.0.1"); !errors.Is(err, ErrOverShare) {
+		t.Fatalf("third lease of one source: %v, want ErrOverShare", err)
+	}
+	if err := lease("127.0.0.2"); err != nil {
+		t.Fatalf("another source refused: %v", err)
+	}
+	if err := lease("::1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lease("::2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lease("::3"); !errors.Is(err, ErrOverShare) {
+		t.Fatalf("third lease of one /64: %v, want ErrOverShare", err)
+	}
+	if p.Free() != 10-5 {
+		t.Fatalf("free %d: a refused lease kept its port", p.Free())
+	}
+	held[0].Close()
+	if err := lease("127.0.0.1"); err != nil {
+		t.Fatalf("after closing one lease: %v", err)
+	}
+	for _, l := range held {
+		l.Close()
+	}
+	if p.Free() != 10 || len(p.held) != 0 {
+		t.Fatalf("free %d, held %v after closing all", p.Free(), p.held)
 	}
 }

@@ -63,18 +63,33 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	dc := &dataConn{Conn: c, idle: d.sess.srv.cfg.Server.DataTimeout, tls: d.sess.protP.Load()}
 	d.sess.mu.Lock()
 	d.sess.data = dc
+	user := d.sess.user
 	d.sess.mu.Unlock()
 	// Data TLS is ftpsd's, like control TLS (see ctlConn): ftpserverlib
-	// never saw PROT P. The config is the session's, as ftpserverlib would
-	// have asked for it.
+	// never saw PROT P.
 	var conn net.Conn = dc
 	if dc.tls {
+		if d.sess.bind.reuse.Load() {
+			// Most clients start the data handshake as soon as they
+			// connect; their ClientHello is checked here, before the 150,
+			// so a refusal is a 425 that says why. Others (Python's ftplib)
+			// wait for the 150: for them the check happens in the handshake
+			// itself (the data config's VerifyConnection).
+			raw, ok, err := d.sess.bind.resumesOwn(dc, d.sess.srv.tickets, helloWait)
+			if !errors.Is(err, errNoHello) && (err != nil || !ok) {
+				dc.Close()
+				d.sess.log.Warn("data connection refused: it does not resume the control connection's TLS session",
+					"user", user, "err", err)
+				return nil, reuseRefusal(user)
+			}
+			conn = &replayConn{Conn: dc, buf: raw}
+		}
 		cfg, err := d.sess.GetTLSConfig()
 		if err != nil {
-			c.Close()
+			dc.Close()
 			return nil, err
 		}
-		conn = tls.Server(dc, cfg)
+		conn = tls.Server(conn, cfg)
 	}
 	if d.sess.mlsd.Load() {
 		conn = &mlsdConn{Conn: conn, sess: d.sess}

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/config"
 	"github.com/ftpsd/ftpsd/nft"
 	"github.com/ftpsd/ftpsd/pasvports"
@@ -35,14 +36,21 @@ type Server struct {
 	tlsConf atomic.Pointer[tls.Config]
 	users   atomic.Pointer[accounts]
 	obs     atomic.Pointer[Observer] // see observe.go
+	tickets *ticketKeys
+
+	bans           *ban.Tracker
+	gate           *ban.Gate
+	stopExpire     chan struct{}
+	refused        atomic.Uint64 // connections from banned sources closed at accept
+	stopExpireOnce sync.Once
 
 	nextID atomic.Uint64
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	sessions  map[uint64]*session
-	admitted  int // connections past admit, including those still in the implicit TLS handshake
-	perIP     map[netip.Addr]int
+	admitted  int                  // connections past admit, including those still in the implicit TLS handshake
+	perIP     map[netip.Prefix]int // by source: IPv4 address or IPv6 prefix
 	closing   bool
 	idle      chan struct{} // closed when the last session ends during shutdown
 	wg        sync.WaitGroup
@@ -60,8 +68,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, []GeneratedPassword,
 		cfg:      cfg,
 		log:      logger,
 		sessions: make(map[uint64]*session),
-		perIP:    make(map[netip.Addr]int),
+		perIP:    make(map[netip.Prefix]int),
 	}
+	newBanState(s)
 	if err := os.MkdirAll(cfg.Storage.StateDir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("create state_dir: %w", err)
 	}
@@ -70,6 +79,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, []GeneratedPassword,
 		return nil, nil, err
 	}
 	s.tlsConf.Store(tc)
+	if s.tickets, err = newTicketKeys(time.Now); err != nil {
+		return nil, nil, err
+	}
 	users, generated, err := newAccounts(cfg.Users)
 	if err != nil {
 		return nil, nil, err
@@ -161,6 +173,7 @@ func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
 		s.mu.Unlock()
 		return errors.New("server already serving")
 	}
+	ports.SetShare(s.cfg.Passive.MaxPerIP, s.bans.Source)
 	s.fw, s.ports = fw, ports
 	s.mu.Unlock()
 	roots := make([]string, len(s.cfg.Users))
@@ -243,12 +256,15 @@ func (s *Server) acceptLoop(ln net.Listener, implicit bool) {
 			continue
 		}
 		delay = 0
+		if s.refuseBanned(conn) {
+			continue
+		}
 		go s.handle(conn, implicit)
 	}
 }
 
 // admit applies the global limits; it returns a refusal text or "".
-func (s *Server) admit(ip netip.Addr) string {
+func (s *Server) admit(src netip.Prefix) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -256,37 +272,25 @@ func (s *Server) admit(ip netip.Addr) string {
 		return "Server shutting down"
 	case s.admitted >= s.cfg.Server.MaxClients:
 		return "Too many users, try again later"
-	case s.perIP[ip] >= s.cfg.Server.MaxClientsPerIP:
+	case s.perIP[src] >= s.cfg.Server.MaxClientsPerIP:
 		return "Too many connections from your address"
 	}
 	s.admitted++
-	s.perIP[ip]++
+	s.perIP[src]++
 	return ""
 }
 
 func (s *Server) handle(conn net.Conn, implicit bool) {
 	ip := remoteIP(conn)
 	conn = ackConn{conn}
-	refusal := s.admit(ip)
+	src := s.bans.Source(ip)
+	refusal := s.admit(src)
 	if refusal != "" && implicit {
 		// A refusal over implicit TLS would cost a handshake per refused
 		// connection, which is what a flood wants; just close.
 		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
 		conn.Close()
 		return
-	}
-	if implicit {
-		tconn := tls.Server(conn, s.tlsConf.Load())
-		conn.SetDeadline(time.Now().Add(handshakeTimeout))
-		if err := tconn.Handshake(); err != nil {
-			s.observer().TLSFailure("implicit")
-			s.log.Warn("TLS handshake failed", "conn", "implicit", "client", conn.RemoteAddr().String(), "reason", tlsReason(err))
-			conn.Close()
-			s.leave(ip)
-			return
-		}
-		conn.SetDeadline(time.Time{})
-		conn = tconn
 	}
 	if refusal != "" {
 		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
@@ -295,20 +299,40 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		conn.Close()
 		return
 	}
-	s.runSession(conn, ip, implicit)
+	bind, err := s.newBinding()
+	if err != nil {
+		s.log.Error("connection refused", "client", conn.RemoteAddr().String(), "err", err)
+		conn.Close()
+		s.leave(src)
+		return
+	}
+	if implicit {
+		tconn := tls.Server(conn, bind.control)
+		conn.SetDeadline(time.Now().Add(handshakeTimeout))
+		if err := tconn.Handshake(); err != nil {
+			s.observer().TLSFailure("implicit")
+			s.log.Warn("TLS handshake failed", "conn", "implicit", "client", conn.RemoteAddr().String(), "reason", tlsReason(err))
+			conn.Close()
+			s.leave(src)
+			return
+		}
+		conn.SetDeadline(time.Time{})
+		conn = tconn
+	}
+	s.runSession(conn, ip, src, bind, implicit)
 }
 
 // leave releases what admit took.
-func (s *Server) leave(ip netip.Addr) {
+func (s *Server) leave(src netip.Prefix) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.leaveLocked(ip)
+	s.leaveLocked(src)
 }
 
-func (s *Server) leaveLocked(ip netip.Addr) {
+func (s *Server) leaveLocked(src netip.Prefix) {
 	s.admitted--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if s.perIP[src]--; s.perIP[src] <= 0 {
+		delete(s.perIP, src)
 	}
 }
 
@@ -321,7 +345,7 @@ func (s *Server) register(sess *session) {
 func (s *Server) unregister(sess *session) {
 	s.mu.Lock()
 	delete(s.sessions, sess.id)
-	s.leaveLocked(sess.clientIP)
+	s.leaveLocked(sess.clientKey)
 	if s.closing && len(s.sessions) == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
@@ -351,6 +375,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.closeListeners()
 	s.wg.Wait()
+	s.stopExpireOnce.Do(func() { close(s.stopExpire) })
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

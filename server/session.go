@@ -14,7 +14,9 @@ import (
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 
+	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/driver"
+	"github.com/ftpsd/ftpsd/pasvports"
 )
 
 // session is one control connection and the ftpserverlib server embedded for
@@ -24,6 +26,9 @@ type session struct {
 	srv       *Server
 	id        uint64
 	clientIP  netip.Addr
+	clientKey netip.Prefix  // the source clientIP counts as (IPv6: its prefix)
+	closing   chan struct{} // closed when the session is being closed
+	bind      *binding
 	implicit  bool
 	log       *slog.Logger
 	ln        *oneShot
@@ -55,13 +60,16 @@ var (
 	_ ftpserver.MainDriverExtensionQuitMessage    = (*session)(nil)
 )
 
-func (s *Server) runSession(conn net.Conn, ip netip.Addr, implicit bool) {
+func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind *binding, implicit bool) {
 	sess := &session{
-		srv:      s,
-		id:       s.nextID.Add(1),
-		clientIP: ip,
-		implicit: implicit,
-		start:    time.Now(),
+		bind:      bind,
+		srv:       s,
+		id:        s.nextID.Add(1),
+		clientIP:  ip,
+		clientKey: src,
+		closing:   make(chan struct{}),
+		implicit:  implicit,
+		start:     time.Now(),
 	}
 	// Implicit TLS (handled before) protects the data connections too
 	// unless the client sends PROT C.
@@ -122,6 +130,7 @@ func (sess *session) close() {
 }
 
 func (sess *session) closeNow() {
+	close(sess.closing)
 	sess.mu.Lock()
 	cc, lease := sess.cc, sess.lease
 	sess.closedCC = true
@@ -221,6 +230,7 @@ func (sess *session) ClientDisconnected(ftpserver.ClientContext) {
 func (sess *session) PreAuthUser(_ ftpserver.ClientContext, user string) error {
 	if sess.srv.cfg.TLS.Require && !sess.ctlTLS.Load() {
 		sess.log.Warn("clear-text login refused", "user", user)
+		sess.tarpit(sess.failure(ban.WeightClearTextUser, "clear-text USER while TLS is required"))
 		return errors.New("TLS required: send AUTH TLS before USER")
 	}
 	return nil
@@ -232,11 +242,17 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		sess.log.Warn("clear-text login refused", "user", user)
 		return nil, errors.New("TLS required: send AUTH TLS before USER")
 	}
-	acc, err := sess.srv.users.Load().check(user, pass)
+	if _, banned := sess.srv.bans.Banned(sess.clientIP, time.Now()); banned {
+		// Sessions of a banned source are being closed: no more hashing for it.
+		return nil, errBadLogin
+	}
+	acc, err := sess.checkLogin(user, pass)
 	sess.srv.observer().Login(user, sess.clientIP, err == nil)
 	if err != nil {
-		sess.log.Warn("login failed", "user", user)
-		return nil, err
+		delay := sess.failure(ban.WeightFailedLogin, "failed login")
+		sess.log.Warn("login failed", "user", user, "tarpit", delay)
+		sess.tarpit(delay)
+		return nil, errBadLogin
 	}
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
@@ -264,13 +280,20 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		sess.log.Warn("login failed: user changed by a reload during login", "user", user)
 		return nil, errBadLogin
 	}
+	sess.bind.login(user, acc.RequireSessionReuse)
 	sess.log.Info("login", "user", user, "read_only", acc.ReadOnly)
 	return fs, nil
 }
 
-// GetTLSConfig is the shared config; see loadTLS.
+// GetTLSConfig returns the session's own configs (see newBinding): the
+// control one for AUTH TLS, the data one once the control connection is TLS.
 func (sess *session) GetTLSConfig() (*tls.Config, error) {
-	return sess.srv.tlsConf.Load(), nil
+	// ftpsd terminates TLS itself (control.go), so ftpserverlib's view of
+	// the control channel is not the one to ask.
+	if sess.ctlTLS.Load() {
+		return sess.bind.data, nil
+	}
+	return sess.bind.control, nil
 }
 
 // QuitMessage is the 221 text.
@@ -305,6 +328,11 @@ func (sess *session) WrapPassiveListener(ln net.Listener) (net.Listener, error) 
 		prev.Close()
 	}
 	lease, err := sess.srv.ports.Lease(ln, sess.clientIP, fmt.Sprintf("user=%s session=%d", user, sess.id), sess.srv.cfg.Server.DataTimeout)
+	if errors.Is(err, pasvports.ErrOverShare) {
+		ln.Close()
+		sess.log.Warn("passive transfer refused", "err", err)
+		return nil, fmt.Errorf("too many passive ports held by your address (at most %d at once): use or drop the ones you asked for", sess.srv.ports.Share())
+	}
 	if err != nil {
 		ln.Close()
 		sess.log.Error("passive transfer refused", "err", err)

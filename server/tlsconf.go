@@ -26,9 +26,8 @@ const (
 	selfSignedKey  = "key.pem"
 )
 
-// loadTLS builds the one *tls.Config all sessions share. Sharing it matters:
-// its session ticket keys let clients resume the control connection's TLS
-// session on data connections.
+// loadTLS builds the *tls.Config every session's own configs are cloned
+// from (see newBinding, which also sets how session tickets are sealed).
 func loadTLS(c config.TLS, stateDir string) (*tls.Config, error) {
 	certFile, keyFile := c.CertFile, c.KeyFile
 	if certFile == "" {
@@ -49,6 +48,7 @@ func loadTLS(c config.TLS, stateDir string) (*tls.Config, error) {
 	return &tls.Config{
 		Certificates: []tls.Certificate{pair},
 		MinVersion:   minVersion,
+		CipherSuites: cipherSuites,
 	}, nil
 }
 

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Drives ftpsd with Python's ftplib.FTP_TLS, as end-to-end tests need.
 
-usage: ftplib_client.py roundtrip HOST PORT USER PASS pasv|epsv
+usage: ftplib_client.py roundtrip HOST PORT USER PASS pasv|epsv [noreuse]
        ftplib_client.py mixed HOST PORT USER PASS COUNT
        ftplib_client.py asciisize HOST PORT USER PASS
+
+Data connections resume the control connection's TLS session (ReusingFTP_TLS,
+the usual subclass), as ftpsd requires by default; "noreuse" uses plain
+FTP_TLS, which does a full handshake on every data connection.
 """
 import ftplib
 import hashlib
@@ -14,11 +18,22 @@ import ssl
 import sys
 
 
-def connect(host, port, user, password, mode):
+class ReusingFTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+
+def connect(host, port, user, password, mode, reuse=True):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    ftp = ftplib.FTP_TLS(context=ctx, timeout=15)
+    cls = ReusingFTP_TLS if reuse else ftplib.FTP_TLS
+    ftp = cls(context=ctx, timeout=15)
     ftp.connect(host, port)
     ftp.login(user, password)
     ftp.prot_p()
@@ -30,8 +45,8 @@ def connect(host, port, user, password, mode):
     return ftp
 
 
-def roundtrip(host, port, user, password, mode):
-    ftp = connect(host, port, user, password, mode)
+def roundtrip(host, port, user, password, mode, reuse=True):
+    ftp = connect(host, port, user, password, mode, reuse)
     payload = os.urandom(700_000)
     name = "ftplib-%s.bin" % mode
     ftp.storbinary("STOR " + name, io.BytesIO(payload))
@@ -91,7 +106,7 @@ def asciisize(host, port, user, password):
 if __name__ == "__main__":
     cmd, host, port, user, password = sys.argv[1:6]
     if cmd == "roundtrip":
-        roundtrip(host, int(port), user, password, sys.argv[6])
+        roundtrip(host, int(port), user, password, sys.argv[6], sys.argv[7:8] != ["noreuse"])
     elif cmd == "asciisize":
         asciisize(host, int(port), user, password)
     elif cmd == "mixed":

@@ -19,6 +19,8 @@
 //	pasv      PASV round trip and reply-to-data-connection latency
 //	attack    an attacker address sweeps the passive range while a
 //	          legitimate client holds a PASV reply
+//	brute     a password brute force against ftpsd while a legitimate
+//	          client logs in (bench/brute.sh)
 //	meta      store a description of the machine and versions with the results
 //	report    print the results table and write it as markdown
 package main
@@ -32,7 +34,7 @@ import (
 	"sync"
 )
 
-const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|meta|report> [flags]
+const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|brute|brute-report|meta|report> [flags]
 run "loadgen <command> -h" for the flags of one command; see bench/README.md`
 
 func main() {
@@ -41,14 +43,16 @@ func main() {
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"hash":     cmdHash,
-		"xfer":     cmdXfer,
-		"sessions": cmdSessions,
-		"idle":     cmdIdle,
-		"pasv":     cmdPasv,
-		"attack":   cmdAttack,
-		"report":   cmdReport,
-		"meta":     cmdMeta,
+		"hash":         cmdHash,
+		"xfer":         cmdXfer,
+		"sessions":     cmdSessions,
+		"idle":         cmdIdle,
+		"pasv":         cmdPasv,
+		"attack":       cmdAttack,
+		"brute":        cmdBrute,
+		"brute-report": cmdBruteReport,
+		"report":       cmdReport,
+		"meta":         cmdMeta,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {

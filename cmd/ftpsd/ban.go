@@ -156,8 +156,8 @@ func banList(fw *nft.NFTables, stdout io.Writer) error {
 	return nil
 }
 
-// banIPv6Prefix is how the server counts IPv6 clients.
-func banIPv6Prefix(cfg *config.Config) int { return 64 }
+// banIPv6Prefix is how the server counts IPv6 clients ([ban] ipv6_prefix).
+func banIPv6Prefix(cfg *config.Config) int { return cfg.Ban.IPv6Prefix }
 
-// banDuration is the default length of a ban.
-func banDuration(cfg *config.Config) time.Duration { return time.Hour }
+// banDuration is the default length of a ban ([ban] duration).
+func banDuration(cfg *config.Config) time.Duration { return cfg.Ban.Duration }

@@ -40,6 +40,11 @@ type Reply struct {
 func (r Reply) String() string { return fmt.Sprintf("%d %s", r.Code, r.Msg) }
 
 // Dial connects to addr and reads the greeting. With implicit, TLS starts at once.
+//
+// Like curl and lftp, the client resumes its control connection's TLS
+// session on its data connections: it uses a copy of tlsConf with a session
+// cache of its own, keyed by host (not host:port, which differs between
+// control and data).
 func Dial(dial DialFunc, addr string, tlsConf *tls.Config, implicit bool) (*Client, Reply, error) {
 	if dial == nil {
 		dial = net.Dial
@@ -48,6 +53,11 @@ func Dial(dial DialFunc, addr string, tlsConf *tls.Config, implicit bool) (*Clie
 	if err != nil {
 		return nil, Reply{}, err
 	}
+	tlsConf = tlsConf.Clone()
+	if tlsConf.ServerName == "" {
+		tlsConf.ServerName = host
+	}
+	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	conn, err := dial("tcp", addr)
 	if err != nil {
 		return nil, Reply{}, err
@@ -64,6 +74,19 @@ func Dial(dial DialFunc, addr string, tlsConf *tls.Config, implicit bool) (*Clie
 		return nil, rep, err
 	}
 	return c, rep, nil
+}
+
+// TLSConfig is the client's own TLS configuration, session cache included.
+func (c *Client) TLSConfig() *tls.Config { return c.tlsConf }
+
+// DialDataTLS opens a data connection to port and starts TLS with conf
+// (for tests: another session's tickets, or none), without handshaking yet.
+func (c *Client) DialDataTLS(port int, conf *tls.Config) (*tls.Conn, error) {
+	conn, err := c.dial("tcp", net.JoinHostPort(c.host, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("dial data port %d: %w", port, err)
+	}
+	return tls.Client(conn, conf), nil
 }
 
 // Conn is the control connection.

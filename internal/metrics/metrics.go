@@ -204,6 +204,10 @@ func (m *Metrics) Firewall(fw nft.Firewall) nft.Firewall {
 	return &timedFirewall{Firewall: fw, m: m, open: map[hole]struct{}{}}
 }
 
+// Unwrap returns the decorated firewall, for its optional interfaces
+// (bans, restores).
+func (f *timedFirewall) Unwrap() nft.Firewall { return f.Firewall }
+
 type hole struct {
 	client netip.Addr
 	port   uint16

@@ -1,0 +1,155 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"github.com/ftpsd/ftpsd/nft"
+	"net"
+	"net/netip"
+	"runtime"
+	"time"
+
+	"github.com/ftpsd/ftpsd/ban"
+)
+
+// Banner is a firewall that can drop a banned source's new connections in
+// the kernel. The server hands every ban it decides to its firewall if the
+// firewall implements Banner; the accept loop refuses banned sources itself
+// in any case, so bans hold with [firewall] mode = "off" too.
+type Banner interface {
+	Ban(prefix netip.Prefix, d time.Duration, reason string) error
+}
+
+// hashWait bounds how long a login waits for its turn at bcrypt.
+const hashWait = 30 * time.Second
+
+// expireEvery is how often expired bans and failure counts are forgotten.
+const expireEvery = time.Minute
+
+func newBanState(s *Server) {
+	b := s.cfg.Ban
+	s.bans = ban.New(ban.Config{MaxFailures: b.MaxFailures, Window: b.Window, Duration: b.Duration,
+		Allow: b.Allow, IPv6Prefix: b.IPv6Prefix})
+	s.gate = ban.NewGate(runtime.GOMAXPROCS(0))
+	s.stopExpire = make(chan struct{})
+	go func() {
+		t := time.NewTicker(expireEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				s.bans.Expire(time.Now())
+			case <-s.stopExpire:
+				return
+			}
+		}
+	}()
+}
+
+// refuseBanned closes a connection from a banned source at once, in the
+// accept loop: no goroutine, no TLS, no reply. Linger 0 makes the close an
+// RST, so the socket leaves no TIME_WAIT behind either.
+func (s *Server) refuseBanned(conn net.Conn) bool {
+	if _, banned := s.bans.Banned(remoteIP(conn), time.Now()); !banned {
+		return false
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	conn.Close()
+	s.refused.Add(1)
+	return true
+}
+
+// AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
+// or one restored at start): logged, handed to the firewall if it holds
+// bans, open sessions from it closed, new connections refused at accept.
+func (s *Server) AddBan(prefix netip.Prefix, d time.Duration, reason string) {
+	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason)
+}
+
+// RemoveBan lifts the in-process ban of exactly prefix; it reports whether
+// there was one. (The firewall's copy is the caller's to remove.)
+func (s *Server) RemoveBan(prefix netip.Prefix) bool { return s.bans.Remove(prefix) }
+
+// RefusedBanned counts connections closed at accept because their source was banned.
+func (s *Server) RefusedBanned() uint64 { return s.refused.Load() }
+
+// Bans lists the bans in force (for status and tests).
+func (s *Server) Bans() []ban.Ban { return s.bans.List(time.Now()) }
+
+// failure counts a hostile event from sess's client. It returns how long
+// the reply should be held back; when the event decides a ban, the ban is
+// enforced before failure returns.
+func (sess *session) failure(weight int, what string) time.Duration {
+	s := sess.srv
+	delay, b := s.bans.Fail(sess.clientIP, weight, what, time.Now())
+	if b != nil {
+		s.enforceBan(*b, fmt.Sprintf("%s (%d failed logins' worth within %s)", what, s.cfg.Ban.MaxFailures, s.cfg.Ban.Window))
+	}
+	return delay
+}
+
+// banner finds the Banner behind fw, looking through decorators (such as
+// the metrics' timing wrapper) that say what they wrap.
+func banner(fw nft.Firewall) (Banner, bool) {
+	for fw != nil {
+		if b, ok := fw.(Banner); ok {
+			return b, true
+		}
+		u, ok := fw.(interface{ Unwrap() nft.Firewall })
+		if !ok {
+			return nil, false
+		}
+		fw = u.Unwrap()
+	}
+	return nil, false
+}
+
+// enforceBan logs the ban once, hands it to the firewall if it can hold
+// bans, and closes the source's open sessions.
+func (s *Server) enforceBan(b ban.Ban, reason string) {
+	d := time.Until(b.Until).Round(time.Second)
+	s.log.Warn("ban", "source", b.Prefix.String(), "reason", reason, "duration", d.String())
+	if fb, ok := banner(s.fw); ok {
+		if err := fb.Ban(b.Prefix, d, reason); err != nil {
+			s.log.Error("firewall ban failed; the accept loop still refuses the source", "source", b.Prefix.String(), "err", err)
+		}
+	}
+	for _, sess := range s.liveSessions() {
+		if b.Prefix.Contains(sess.clientIP) {
+			go sess.close()
+		}
+	}
+}
+
+// tarpit holds back a failure's reply for d, or until the session closes.
+// The session's goroutine is parked on a timer meanwhile: no CPU, and the
+// source's connections are already capped by max_clients_per_ip.
+func (sess *session) tarpit(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-sess.closing:
+	}
+}
+
+// checkLogin verifies a password under the fair bcrypt gate: one hash per
+// source at a time, sources taking turns, so a brute force cannot take the
+// CPU that other users' logins need.
+func (sess *session) checkLogin(user, pass string) (*account, error) {
+	release, err := sess.srv.gate.Acquire(sess.clientKey, hashWait)
+	if err != nil {
+		return nil, errors.New("server busy, try again")
+	}
+	defer release()
+	// A ban decided while this login queued: no hash for a banned source.
+	if _, banned := sess.srv.bans.Banned(sess.clientIP, time.Now()); banned {
+		return nil, errBadLogin
+	}
+	return sess.srv.users.Load().check(user, pass)
+}

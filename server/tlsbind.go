@@ -1,0 +1,312 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+)
+
+// cipherSuites are the TLS 1.2 suites ftpsd offers: forward secrecy (ECDHE)
+// and AEAD only. TLS 1.3's suites are all AEAD and not configurable.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// binding is one control connection's TLS: the configs for its control
+// handshake and its data handshakes, whose tickets carry the session's token.
+type binding struct {
+	token   bindToken
+	reuse   atomic.Bool  // data connections must resume this session: the user's setting once logged in
+	user    atomic.Value // string: the logged-in user, for messages
+	control *tls.Config
+	data    *tls.Config
+	ctrl    *ctrlConn // nil for implicit TLS, whose handshake the accept path bounds
+}
+
+// newBinding derives the per-session configs from the shared one.
+func (s *Server) newBinding() (*binding, error) {
+	b := &binding{}
+	b.reuse.Store(s.cfg.TLS.RequireSessionReuse)
+	if _, err := rand.Read(b.token[:]); err != nil {
+		return nil, fmt.Errorf("session token: %w", err)
+	}
+	base := s.tlsConf.Load()
+	wrap := func(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		return s.tickets.seal(b.token, ss)
+	}
+	b.control = base.Clone()
+	b.control.WrapSession = wrap
+	// Resuming any of ftpsd's unexpired tickets on a control connection is
+	// fine: the binding is about data connections.
+	b.control.UnwrapSession = func(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+		_, ss, err := s.tickets.open(identity)
+		if err != nil {
+			return nil, nil // not ours or expired: full handshake
+		}
+		return ss, nil
+	}
+	b.control.VerifyConnection = func(tls.ConnectionState) error {
+		if b.ctrl != nil {
+			b.ctrl.endHandshake()
+		}
+		return nil
+	}
+	b.data = base.Clone()
+	b.data.WrapSession = wrap
+	b.data.UnwrapSession = func(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
+		tok, ss, err := s.tickets.open(identity)
+		if err != nil || tok != b.token {
+			return nil, nil // someone else's session: a full handshake, refused below if reuse is required
+		}
+		return ss, nil
+	}
+	// The second line of defence behind the ClientHello check in Accept:
+	// also catches a ticket the handshake declined to resume.
+	b.data.VerifyConnection = func(cs tls.ConnectionState) error {
+		if !cs.DidResume && b.reuse.Load() {
+			user, _ := b.user.Load().(string)
+			return reuseRefusal(user)
+		}
+		return nil
+	}
+	return b, nil
+}
+
+var errReuseRequired = errors.New("TLS session reuse required")
+
+// reuseRefusal is what a client whose data connection does not resume its
+// control session is told, with the way out.
+func reuseRefusal(user string) error {
+	return fmt.Errorf("%w: the data connection must resume this control connection's TLS session "+
+		"(or set require_session_reuse = false for user %q in ftpsd's config)", errReuseRequired, user)
+}
+
+// login records who is logged in and whether they must resume.
+func (b *binding) login(user string, reuse bool) {
+	b.user.Store(user)
+	b.reuse.Store(reuse)
+}
+
+// helloWait is how long Accept waits for a ClientHello that is not there
+// yet before leaving the check to the handshake.
+const helloWait = 30 * time.Millisecond
+
+// errNoHello means no byte of a ClientHello arrived within the wait.
+var errNoHello = errors.New("no ClientHello yet")
+
+// resumesOwn reads the data connection's ClientHello and reports whether
+// it offers a ticket of this control session. The bytes read are returned
+// to be replayed to the real handshake. If nothing arrives within wait, it
+// returns errNoHello.
+func (b *binding) resumesOwn(c *dataConn, keys *ticketKeys, wait time.Duration) ([]byte, bool, error) {
+	var first [1]byte
+	c.Conn.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Conn.Read(first[:])
+	if n == 0 {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, false, errNoHello
+		}
+		return nil, false, fmt.Errorf("read data connection: %w", err)
+	}
+	raw, hello, err := readClientHello(io.MultiReader(bytes.NewReader(first[:]), c))
+	if err != nil {
+		return raw, false, err
+	}
+	tickets, err := helloTickets(hello)
+	if err != nil {
+		return raw, false, err
+	}
+	for _, t := range tickets {
+		if tok, _, err := keys.openToken(t); err == nil && tok == b.token {
+			return raw, true, nil
+		}
+	}
+	return raw, false, nil
+}
+
+// maxHello bounds the ClientHello ftpsd reads before the handshake proper.
+const maxHello = 1 << 16
+
+// readClientHello reads TLS records from r until one whole handshake
+// message (the ClientHello) is in. It returns every byte read and the message.
+func readClientHello(r io.Reader) (raw, msg []byte, err error) {
+	var hdr [5]byte
+	for len(raw) < maxHello {
+		if got, err := io.ReadFull(r, hdr[:]); err != nil {
+			return append(raw, hdr[:got]...), nil, fmt.Errorf("read TLS record: %w", err)
+		}
+		raw = append(raw, hdr[:]...)
+		if hdr[0] != 22 { // handshake
+			return raw, nil, fmt.Errorf("TLS record type %d before the ClientHello", hdr[0])
+		}
+		n := int(hdr[3])<<8 | int(hdr[4])
+		if n == 0 || n > 1<<14+256 {
+			return raw, nil, fmt.Errorf("TLS record length %d", n)
+		}
+		start := len(raw)
+		raw = append(raw, make([]byte, n)...)
+		if got, err := io.ReadFull(r, raw[start:]); err != nil {
+			return raw[:start+got], nil, fmt.Errorf("read TLS record: %w", err)
+		}
+		msg = append(msg, raw[start:]...)
+		if len(msg) >= 4 {
+			want := 4 + (int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3]))
+			if want > maxHello {
+				return raw, nil, fmt.Errorf("ClientHello of %d bytes", want)
+			}
+			if len(msg) >= want {
+				return raw, msg[:want], nil
+			}
+		}
+	}
+	return raw, nil, errors.New("ClientHello too long")
+}
+
+// TLS extension numbers.
+const (
+	extSessionTicket = 35 // TLS 1.2 (RFC 5077)
+	extPreSharedKey  = 41 // TLS 1.3 (RFC 8446 4.2.11)
+)
+
+// helloTickets returns the tickets a ClientHello offers: TLS 1.3 PSK
+// identities and a TLS 1.2 session ticket.
+func helloTickets(msg []byte) ([][]byte, error) {
+	bad := errors.New("malformed ClientHello")
+	s := cryptobyte.String(msg)
+	var typ uint8
+	var body, sessionID, suites, compression, exts cryptobyte.String
+	if !s.ReadUint8(&typ) || typ != 1 || !s.ReadUint24LengthPrefixed(&body) || !s.Empty() {
+		return nil, bad
+	}
+	if !body.Skip(2+32) || !body.ReadUint8LengthPrefixed(&sessionID) ||
+		!body.ReadUint16LengthPrefixed(&suites) || !body.ReadUint8LengthPrefixed(&compression) {
+		return nil, bad
+	}
+	if body.Empty() {
+		return nil, nil // no extensions at all
+	}
+	if !body.ReadUint16LengthPrefixed(&exts) || !body.Empty() {
+		return nil, bad
+	}
+	var out [][]byte
+	for !exts.Empty() {
+		var ext uint16
+		var data cryptobyte.String
+		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&data) {
+			return nil, bad
+		}
+		switch ext {
+		case extSessionTicket:
+			if len(data) > 0 {
+				out = append(out, data)
+			}
+		case extPreSharedKey:
+			var ids cryptobyte.String
+			if !data.ReadUint16LengthPrefixed(&ids) {
+				return nil, bad
+			}
+			for !ids.Empty() {
+				var id cryptobyte.String
+				if !ids.ReadUint16LengthPrefixed(&id) || !ids.Skip(4) {
+					return nil, bad
+				}
+				out = append(out, id)
+			}
+		}
+	}
+	return out, nil
+}
+
+// replayConn hands back bytes already read from Conn before reading more.
+type replayConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.buf) > 0 {
+		n := copy(p, r.buf)
+		r.buf = r.buf[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// ctrlConn is an explicit-FTPS control connection. ftpserverlib starts the
+// AUTH TLS handshake lazily, inside its next command read, under the idle
+// deadline; ctrlConn caps every deadline at handshakeTimeout from AUTH until
+// the handshake is through, so a client that stalls it is cut as promptly
+// as an implicit-TLS one. (Upstream, handleAUTH could run the handshake
+// itself under a deadline of its own.)
+type ctrlConn struct {
+	net.Conn
+	mu   sync.Mutex
+	hs   time.Time // handshake deadline; zero when no handshake is under way
+	want time.Time // the deadline last asked for
+}
+
+func (c *ctrlConn) clampLocked(t time.Time) time.Time {
+	if !c.hs.IsZero() && (t.IsZero() || t.After(c.hs)) {
+		return c.hs
+	}
+	return t
+}
+
+func (c *ctrlConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.want = t
+	t = c.clampLocked(t)
+	c.mu.Unlock()
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *ctrlConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	t = c.clampLocked(t)
+	c.mu.Unlock()
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *ctrlConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	t = c.clampLocked(t)
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *ctrlConn) startHandshake(d time.Duration) {
+	c.mu.Lock()
+	c.hs = time.Now().Add(d)
+	t := c.clampLocked(c.want)
+	c.mu.Unlock()
+	c.Conn.SetDeadline(t)
+}
+
+// endHandshake runs from the TLS config's VerifyConnection, once the peer
+// has proved itself; the rest of the handshake is bounded by the idle deadline.
+func (c *ctrlConn) endHandshake() {
+	c.mu.Lock()
+	if c.hs.IsZero() {
+		c.mu.Unlock()
+		return
+	}
+	c.hs = time.Time{}
+	t := c.want
+	c.mu.Unlock()
+	c.Conn.SetDeadline(t)
+}
