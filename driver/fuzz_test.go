@@ -9,7 +9,9 @@ import (
 )
 
 // FuzzRel: every FTP path maps to "." or a clean relative name that
-// cannot climb: no "..", no leading slash, no backslash left to reinterpret.
+// cannot climb: no "..", no leading slash. A backslash is an ordinary
+// character of a name on Unix (as vsftpd has it), so "..\\x" is one name,
+// not a way up: os.Root only ever splits on "/".
 func FuzzRel(f *testing.F) {
 	for _, s := range []string{"", "/", ".", "..", "../secret", "/a/../../b", "..\\..\\secret", "a//b/./c/", "/" + PartPrefix + "x", "a/\x00/b", "\\\\server\\share"} {
 		f.Add(s)
@@ -22,7 +24,7 @@ func FuzzRel(f *testing.F) {
 		if r == "." {
 			return
 		}
-		if strings.HasPrefix(r, "/") || strings.Contains(r, "\\") || r != filepath.Clean(r) {
+		if strings.HasPrefix(r, "/") || r != filepath.Clean(r) {
 			t.Fatalf("rel(%q) = %q: not a clean relative name", name, r)
 		}
 		for _, seg := range strings.Split(r, "/") {

@@ -177,6 +177,16 @@ func ioError(err error) error {
 	return &publicError{"data connection failed", err}
 }
 
+// logText is an error as the operator's log shows it: what the client was
+// told, and behind it the cause the client was not shown.
+func logText(err error) string {
+	var pe *publicError
+	if errors.As(err, &pe) && pe.kind != nil && pe.kind.Error() != pe.msg {
+		return pe.msg + ": " + pe.kind.Error()
+	}
+	return err.Error()
+}
+
 func (t *transfer) Read(p []byte) (int, error) {
 	n, err := t.File.Read(p)
 	t.bytes += int64(n)
@@ -265,7 +275,7 @@ func (t *transfer) Close() error {
 	result := "ok"
 	switch {
 	case t.failed != nil:
-		result = "aborted: " + t.failed.Error()
+		result = "aborted: " + logText(t.failed)
 	case err != nil:
 		result = "failed: " + err.Error()
 	}
