@@ -42,6 +42,7 @@ type Server struct {
 	sessions  map[uint64]*session
 	admitted  int // connections past admit, including those still in the implicit TLS handshake
 	perIP     map[netip.Addr]int
+	peak      int // most sessions at once since memory was last released (memory.go)
 	closing   bool
 	idle      chan struct{} // closed when the last session ends during shutdown
 	wg        sync.WaitGroup
@@ -164,6 +165,7 @@ func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
 		roots[i] = u.Root
 	}
 	go sweepParts(roots, time.Now(), s.log)
+	go s.releaseMemory()
 	for _, set := range []struct {
 		lns      []net.Listener
 		implicit bool
@@ -311,6 +313,7 @@ func (s *Server) register(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions[sess.id] = sess
+	s.peak = max(s.peak, len(s.sessions))
 }
 
 func (s *Server) unregister(sess *session) {
