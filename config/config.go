@@ -61,6 +61,9 @@ type Firewall struct {
 // Storage is where ftpsd keeps its own files (self-signed certificate).
 type Storage struct {
 	StateDir string // absolute; default "/var/lib/ftpsd"
+	// SkipFsync is fsync = "never": uploads are renamed into place without
+	// being flushed to disk first (default "always": flushed, then renamed).
+	SkipFsync bool
 }
 
 // User is one account; Root is absolute and, for a file config, an existing

@@ -33,6 +33,9 @@ type Options struct {
 	// It lets the session report what only the data connection knows (a TLS
 	// stream that ended without close_notify is a truncated upload).
 	UploadComplete func() error
+	// SkipSync renames a completed upload into place without flushing it to
+	// disk first ([storage] fsync = "never").
+	SkipSync bool
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
 }

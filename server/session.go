@@ -221,6 +221,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	fs, err := driver.New(acc.Root, driver.Options{
 		ReadOnly:       acc.ReadOnly,
 		UploadComplete: sess.uploadComplete,
+		SkipSync:       sess.srv.cfg.Storage.SkipFsync,
 		Logger:         sess.log.With("user", user),
 	})
 	if err != nil {
