@@ -41,14 +41,17 @@ func main() {
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
-		"hash":     cmdHash,
-		"xfer":     cmdXfer,
-		"sessions": cmdSessions,
-		"idle":     cmdIdle,
-		"pasv":     cmdPasv,
-		"attack":   cmdAttack,
-		"report":   cmdReport,
-		"meta":     cmdMeta,
+		"hash":      cmdHash,
+		"xfer":      cmdXfer,
+		"sessions":  cmdSessions,
+		"idle":      cmdIdle,
+		"pasv":      cmdPasv,
+		"attack":    cmdAttack,
+		"report":    cmdReport,
+		"meta":      cmdMeta,
+		"mirror":    cmdMirror,
+		"tlsserve":  cmdTLSServe,
+		"tlsstream": cmdTLSStream,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {
