@@ -35,3 +35,46 @@ func TestUploadSyncUnlessSkipped(t *testing.T) {
 		}
 	}
 }
+
+// Sessions of one user share one root descriptor; it closes with the last
+// session, a second Close of one session does not take another's, and a
+// root directory replaced on disk is opened afresh for new sessions.
+func TestSessionsShareTheirRoot(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "r")
+	os.Mkdir(root, 0o755)
+	a, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.root != b.root {
+		t.Fatal("two sessions of one root hold two descriptors")
+	}
+	a.Close()
+	a.Close()
+	if _, err := b.Stat("/"); err != nil {
+		t.Fatalf("b's root after a closed twice: %v", err)
+	}
+	os.Rename(root, filepath.Join(dir, "old"))
+	os.Mkdir(root, 0o755)
+	os.WriteFile(filepath.Join(root, "new"), nil, 0o644)
+	c, err := New(root, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Stat("/new"); err != nil {
+		t.Fatalf("a session after the root was replaced sees the old one: %v", err)
+	}
+	b.Close()
+	if _, err := b.root.Stat("."); err == nil {
+		t.Fatal("root still open after its last session closed")
+	}
+	if _, err := c.Stat("/new"); err != nil {
+		t.Fatalf("c's root after b closed: %v", err)
+	}
+}
