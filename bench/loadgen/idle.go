@@ -36,6 +36,21 @@ func cmdIdle(args []string) error {
 	if err != nil {
 		return err
 	}
+	// With -after, also the size of a server that has served one session
+	// (its code for TLS, logins and transfers paged in) and is idle again.
+	warm := int64(0)
+	if *after > 0 {
+		c, err := t.login(15 * time.Second)
+		if err != nil {
+			return fmt.Errorf("warm-up session: %w", err)
+		}
+		c.Quit()
+		settle(cm.cgroup, baseProcs, 5*time.Second)
+		time.Sleep(time.Second)
+		if warm, _, err = pssKiB(cm.cgroup); err != nil {
+			return err
+		}
+	}
 	clients := make([]*ftpclient.Client, *n)
 	errs := make([]error, *n)
 	next := make(chan int)
@@ -93,7 +108,7 @@ func cmdIdle(args []string) error {
 		"pss_kib":           float64(pss),
 		"procs_base":        float64(baseProcs),
 		"procs":             float64(procs),
-		"pss_kib_per_sess":  float64(pss-base) / float64(*n),
+		"pss_kib_per_sess":  float64(pss-max(base, warm)) / float64(*n),
 		"procs_per_session": float64(procs-baseProcs) / float64(*n),
 	}
 	if *after > 0 {
@@ -107,6 +122,8 @@ func cmdIdle(args []string) error {
 		}
 		values["pss_after_kib"] = float64(pssAfter)
 		values["after_over_base"] = float64(pssAfter) / float64(base)
+		values["pss_warm_kib"] = float64(warm)
+		values["after_over_warm"] = float64(pssAfter) / float64(warm)
 		values["after_seconds"] = after.Seconds()
 	}
 	return emit(cm.out, Result{Test: *test, Server: cm.server, Run: cm.run, Values: values})

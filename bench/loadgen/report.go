@@ -48,6 +48,8 @@ var metrics = []metric{
 	{"idle-many", "pss_base_kib", "Many idle TLS sessions: server PSS before, KiB", nil, ""},
 	{"idle-many", "pss_after_kib", "Many idle TLS sessions: PSS after they closed (--many-after), KiB", nil, ""},
 	{"idle-many", "after_over_base", "Many idle TLS sessions: PSS after / before", func(v, f float64) bool { return f <= 2 }, "ftpsd ≤ 2×"},
+	{"idle-many", "pss_warm_kib", "Many idle TLS sessions: server PSS after one session, before the burst, KiB", nil, ""},
+	{"idle-many", "after_over_warm", "Many idle TLS sessions: PSS after / after one session", nil, ""},
 }
 
 // derive adds figures computed across tests: each download as a share of
