@@ -15,7 +15,11 @@
 //	sessions  N parallel clients for D seconds, each session = connect, AUTH
 //	          TLS, login, PBSZ/PROT, PASV, LIST, QUIT; driver "go" (this
 //	          program) or "curl"
-//	idle      N idle logged-in TLS sessions; PSS per session
+//	idle      N idle logged-in TLS sessions; PSS per session, open rate,
+//	          and (-after) the PSS some time after they closed
+//	mirror    one lftp mirror of a small-file tree, down or up
+//	tlsserve  send a file over every TLS connection (the bare stream)
+//	tlsstream read one bare TLS stream; MB/s
 //	pasv      PASV round trip and reply-to-data-connection latency
 //	attack    an attacker address sweeps the passive range while a
 //	          legitimate client holds a PASV reply
@@ -32,7 +36,7 @@ import (
 	"sync"
 )
 
-const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|meta|report> [flags]
+const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|mirror|tlsserve|tlsstream|meta|report> [flags]
 run "loadgen <command> -h" for the flags of one command; see bench/README.md`
 
 func main() {
