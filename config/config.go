@@ -58,7 +58,8 @@ type Firewall struct {
 	Mark, MarkMask uint32
 }
 
-// Storage is where ftpsd keeps its own files (self-signed certificate).
+// Storage is where ftpsd keeps its own files (self-signed certificate), and
+// how uploads reach the disk.
 type Storage struct {
 	StateDir string // absolute; default "/var/lib/ftpsd"
 	// SkipFsync is fsync = "never": uploads are renamed into place without
