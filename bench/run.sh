@@ -444,8 +444,10 @@ fi
 
 if want ceiling; then
 	log "1b. the bare TLS stream: the $SIZE_MIB MiB file over one TLS connection on the same path (the download ceiling)"
-	in_srv "$LOADGEN" tlsserve -listen "$SRV_IP:$TLS_PORT" -cert "$WORK/cert.pem" -key "$WORK/key.pem" \
-		-file "$FILES/big.bin" -for 1h >>"$WORK/tlsserve.log" 2>&1 </dev/null &
+	# exec: $! must be the server itself, so that killing it leaves nothing behind.
+	(exec nsenter --net="/run/netns/$SRV_NS" "$LOADGEN" tlsserve -listen "$SRV_IP:$TLS_PORT" \
+		-cert "$WORK/cert.pem" -key "$WORK/key.pem" -file "$FILES/big.bin" -for 1h) \
+		>>"$WORK/tlsserve.log" 2>&1 </dev/null &
 	TLS_PID=$!
 	for _ in $(seq 100); do
 		[ -n "$(in_srv ss -Hltn "sport = :$TLS_PORT")" ] && break
