@@ -19,11 +19,15 @@ usage: bench/run.sh [options]        (as root)
 
   --runs N             runs of every measurement (default 3; the table shows the median and every run)
   --smoke              tiny sizes, one run, well under a minute (for CI)
-  --only LIST          comma-separated subset of: throughput,sessions,idle,pasv,attack
+  --only LIST          comma-separated subset of: throughput,ceiling,sessions,idle,pasv,attack,mirror,many
   --size-mib N         size of the download/upload file (default 1024)
   --session-seconds N  how long the session-rate clients run (default 20)
   --clients N          parallel session-rate clients (default 16)
   --idle N             idle sessions for the memory measurement (default 200)
+  --mirror-files N     small files (8 KiB, in ten folders) for the lftp mirror (default 1000)
+  --many N             idle TLS sessions held at once by ftpsd for "many" (default 10000)
+  --many-vsftpd N      the same for vsftpd (default 1000: 3 processes per session, and its per-address cap)
+  --many-after N       seconds after the many sessions close before memory is read again (default 60)
   --pasv-samples N     PASV latency samples per run (default 500)
   --rounds N           sha512crypt rounds for vsftpd's user (default: matched to the nearest bcrypt cost)
   --tmp DIR            where the work directory (test files, ~2x size-mib) goes (default /tmp)
@@ -36,7 +40,8 @@ EOF
 }
 
 RUNS=3 SIZE_MIB=1024 SESSION_SECS=20 CLIENTS=16 IDLE=200 PASV_N=500 ROUNDS=0
-SMOKE=0 ONLY="throughput,sessions,idle,pasv,attack" OUT="" OUT_SET=0 TMPBASE=/tmp INSTALL=0 PAUSE=0
+MIRROR_FILES=1000 MANY=10000 MANY_VS=1000 MANY_AFTER=60
+SMOKE=0 ONLY="throughput,ceiling,sessions,idle,pasv,attack,mirror,many" OUT="" OUT_SET=0 TMPBASE=/tmp INSTALL=0 PAUSE=0
 SETTLE=3s HOLD=4s HASH_OPTS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -47,6 +52,10 @@ while [ $# -gt 0 ]; do
 	--session-seconds) SESSION_SECS=$2; shift 2 ;;
 	--clients) CLIENTS=$2; shift 2 ;;
 	--idle) IDLE=$2; shift 2 ;;
+	--mirror-files) MIRROR_FILES=$2; shift 2 ;;
+	--many) MANY=$2; shift 2 ;;
+	--many-vsftpd) MANY_VS=$2; shift 2 ;;
+	--many-after) MANY_AFTER=$2; shift 2 ;;
 	--pasv-samples) PASV_N=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--tmp) TMPBASE=$2; shift 2 ;;
@@ -59,8 +68,9 @@ while [ $# -gt 0 ]; do
 done
 if [ "$SMOKE" = 1 ]; then
 	RUNS=1 SIZE_MIB=16 SESSION_SECS=2 IDLE=20 PASV_N=50 SETTLE=1s HOLD=2s HASH_OPTS=(-turns 1 -tries 1)
+	MIRROR_FILES=40 MANY=100 MANY_VS=20 MANY_AFTER=6
 fi
-for n in "$RUNS" "$SIZE_MIB" "$SESSION_SECS" "$CLIENTS" "$IDLE" "$PASV_N" "$ROUNDS" "$PAUSE"; do
+for n in "$RUNS" "$SIZE_MIB" "$SESSION_SECS" "$CLIENTS" "$IDLE" "$PASV_N" "$ROUNDS" "$PAUSE" "$MIRROR_FILES" "$MANY" "$MANY_VS" "$MANY_AFTER"; do
 	case $n in '' | *[!0-9]*) echo "run.sh: not a number: $n" >&2; exit 2 ;; esac
 done
 [ "$RUNS" -ge 1 ] && [ "$RUNS" -le 20 ] || { echo "run.sh: --runs must be 1..20" >&2; exit 2; }
@@ -68,6 +78,10 @@ done
 [ "$IDLE" -ge 1 ] && [ "$IDLE" -le 1000 ] || { echo "run.sh: --idle must be 1..1000" >&2; exit 2; }
 [ "$PAUSE" -le 3600 ] || { echo "run.sh: --pause must be 0..3600" >&2; exit 2; }
 [ "$SIZE_MIB" -ge 1 ] && [ "$SIZE_MIB" -le 8192 ] || { echo "run.sh: --size-mib must be 1..8192" >&2; exit 2; }
+[ "$MIRROR_FILES" -ge 10 ] && [ "$MIRROR_FILES" -le 20000 ] || { echo "run.sh: --mirror-files must be 10..20000" >&2; exit 2; }
+[ "$MANY" -ge 1 ] && [ "$MANY" -le 20000 ] || { echo "run.sh: --many must be 1..20000" >&2; exit 2; }
+[ "$MANY_VS" -ge 1 ] && [ "$MANY_VS" -le 1000 ] || { echo "run.sh: --many-vsftpd must be 1..1000 (vsftpd's max_per_ip here)" >&2; exit 2; }
+[ "$MANY_AFTER" -le 600 ] || { echo "run.sh: --many-after must be 0..600" >&2; exit 2; }
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; esac; return 1; }
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,7 +97,7 @@ if [ "$INSTALL" = 1 ]; then
 	had_vsftpd=0
 	dpkg-query -W -f='${Status}' vsftpd 2>/dev/null | grep -q 'install ok installed' && had_vsftpd=1
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd curl nftables iproute2 util-linux perl openssl >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq vsftpd curl lftp nftables iproute2 util-linux perl openssl >/dev/null
 	# The package may have started its own server on the host: stop it and
 	# keep it from starting at boot (this script runs its own instance).
 	if [ "$had_vsftpd" = 0 ]; then
@@ -95,9 +109,17 @@ if [ "$INSTALL" = 1 ]; then
 		fi
 	fi
 fi
-for c in ip nft nsenter curl vsftpd perl openssl go useradd userdel usermod ss; do
-	command -v "$c" >/dev/null || die "$c not found (Debian: apt-get install -y vsftpd curl nftables iproute2 util-linux perl openssl passwd; or run with --install)"
+for c in ip nft nsenter curl lftp vsftpd perl openssl go useradd userdel usermod ss; do
+	command -v "$c" >/dev/null || die "$c not found (Debian: apt-get install -y vsftpd curl lftp nftables iproute2 util-linux perl openssl passwd; or run with --install)"
 done
+
+# Many idle sessions: every one is a socket in ftpsd and one in loadgen
+# (children inherit the limit; Go raises its soft limit to the hard one).
+FDS=$((MANY + 1000))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$FDS" ]; then
+	ulimit -Hn "$FDS" || die "cannot raise the open-file limit to $FDS (--many $MANY)"
+fi
+[ "$(ulimit -Sn)" != unlimited ] && [ "$(ulimit -Sn)" -lt "$FDS" ] && ulimit -Sn "$FDS"
 
 # ---------------------------------------------------------------- names
 ID=$$
@@ -106,7 +128,7 @@ CLI_NS=ftpsdbench-cli-$ID
 VETH_S=fbs$ID
 VETH_C=fbc$ID
 SRV_IP=198.18.0.1 CLI_IP=198.18.0.2 ATK_IP=198.18.0.3
-VS_PORT=21 FD_PORT=2121
+VS_PORT=21 FD_PORT=2121 TLS_PORT=4433
 VS_RANGE=40000-40999 FD_RANGE=50000-50999
 BUSER=ftpsdbench$ID
 PAM_SERVICE=ftpsd-bench-$ID
@@ -120,7 +142,7 @@ CG=$CGROOT/ftpsd-bench-$ID
 declare -A PID=() PORT=([vsftpd]=$VS_PORT [ftpsd]=$FD_PORT) RANGE=([vsftpd]=$VS_RANGE [ftpsd]=$FD_RANGE)
 
 # ---------------------------------------------------------------- teardown
-created_user=0 WORK="" SLEEP_PID=""
+created_user=0 WORK="" SLEEP_PID="" TLS_PID=""
 stop_server() {
 	local name=$1 p
 	if [ -n "${PID[$name]:-}" ]; then
@@ -141,6 +163,7 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	[ -n "$SLEEP_PID" ] && kill "$SLEEP_PID" 2>/dev/null
+	[ -n "$TLS_PID" ] && kill "$TLS_PID" 2>/dev/null && wait "$TLS_PID" 2>/dev/null
 	stop_server vsftpd
 	stop_server ftpsd
 	for d in "$CG/vsftpd" "$CG/ftpsd" "$CG"; do [ -d "$d" ] && rmdir "$d"; done
@@ -229,7 +252,7 @@ table inet host {
 		type filter hook input priority filter; policy drop;
 		ct state established,related accept
 		iif "lo" accept
-		tcp dport { $VS_PORT, $FD_PORT } accept
+		tcp dport { $VS_PORT, $FD_PORT, $TLS_PORT } accept
 		tcp dport { $VS_RANGE, $FD_RANGE } accept
 	}
 }
@@ -249,11 +272,22 @@ in_srv nft -f "$WORK/host.nft"
 log "test user $BUSER, files, certificate, password hashes"
 PASS=$(openssl rand -hex 12)
 FILES=$WORK/files
-mkdir -p "$FILES/dir" "$WORK/empty" "$WORK/ftpsd-state"
+mkdir -p "$FILES/dir" "$FILES/site" "$WORK/empty" "$WORK/ftpsd-state"
 useradd --system --no-create-home --home-dir "$FILES" --shell /usr/sbin/nologin \
 	--comment "ftpsd bench temporary user" "$BUSER"
 created_user=1
 for i in $(seq 1 20); do printf 'small file %d\n' "$i" >"$FILES/dir/file$i.txt"; done
+# The small-file site for the mirror: MIRROR_FILES files of 8 KiB in ten folders.
+head -c "$((MIRROR_FILES * 8192))" /dev/urandom | perl -e '
+	my ($dir, $n) = @ARGV;
+	for my $i (0 .. $n - 1) {
+		my $d = sprintf("%s/d%d", $dir, $i % 10);
+		mkdir $d;
+		read(STDIN, my $buf, 8192) == 8192 or die "short read";
+		open(my $f, ">", sprintf("%s/page%04d.html", $d, $i)) or die "$d: $!";
+		print $f $buf;
+		close($f) or die;
+	}' "$FILES/site" "$MIRROR_FILES"
 head -c 262144 /dev/urandom >"$FILES/small.bin"
 head -c "$((SIZE_MIB * 1048576))" /dev/urandom >"$FILES/big.bin"
 sync # its writeback would disturb the timings below
@@ -303,8 +337,8 @@ EOF
 cat >"$WORK/ftpsd.toml" <<EOF
 [server]
 listen = ["$SRV_IP:$FD_PORT"]
-max_clients = 2000
-max_clients_per_ip = 1000
+max_clients = $((MANY + 1000))
+max_clients_per_ip = $((MANY + 1000))
 
 [tls]
 cert_file = "$WORK/cert.pem"
@@ -326,18 +360,21 @@ password_hash = "$(cat "$WORK/bcrypt.txt")"
 root = "$FILES"
 EOF
 "$BIN/ftpsd" check -c "$WORK/ftpsd.toml" >/dev/null
+# The same with uploads renamed into place unflushed, for the fsync cost.
+sed 's|^state_dir = .*|&\nfsync = "never"|' "$WORK/ftpsd.toml" >"$WORK/ftpsd-nofsync.toml"
+"$BIN/ftpsd" check -c "$WORK/ftpsd-nofsync.toml" >/dev/null
 
 # ---------------------------------------------------------------- servers
 mkdir -p "$CG/vsftpd" "$CG/ftpsd"
 start_server() {
-	local name=$1
+	local name=$1 conf=${2:-$WORK/ftpsd.toml}
 	stop_server "$name"
 	# The subshell joins the cgroup, then becomes the server: every process
 	# the server forks is counted there too.
 	case $name in
 	vsftpd) (echo "$BASHPID" >"$CG/vsftpd/cgroup.procs" && exec nsenter --net="/run/netns/$SRV_NS" vsftpd "$WORK/vsftpd.conf") \
 		>>"$WORK/vsftpd.out" 2>&1 </dev/null & ;;
-	ftpsd) (echo "$BASHPID" >"$CG/ftpsd/cgroup.procs" && exec nsenter --net="/run/netns/$SRV_NS" "$BIN/ftpsd" serve -c "$WORK/ftpsd.toml") \
+	ftpsd) (echo "$BASHPID" >"$CG/ftpsd/cgroup.procs" && exec nsenter --net="/run/netns/$SRV_NS" "$BIN/ftpsd" serve -c "$conf") \
 		>>"$WORK/ftpsd.log" 2>&1 </dev/null & ;;
 	esac
 	PID[$name]=$!
@@ -358,7 +395,7 @@ start_server ftpsd
 	echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, kernel $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?')"
 	echo "vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null || vsftpd -v 2>&1 </dev/null | head -1), $(openssl version | cut -d' ' -f1-2), $(curl --version | head -1 | cut -d' ' -f1-2), nftables $(nft --version | cut -d' ' -f2)"
 	echo "ftpsd at commit $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') $("$BIN/ftpsd" version | sed 's/^ftpsd [^ ]* //'), built with $(go version | cut -d' ' -f3)"
-	echo "Settings: $RUNS run(s); files of $SIZE_MIB MiB on $(df -T "$FILES" | awk 'NR==2 {print $2}'); $CLIENTS clients x ${SESSION_SECS}s for session rate; $IDLE idle sessions; $PASV_N PASV samples per run; TLS 1.3 AES-128-GCM, P-256 ECDHE, ECDSA P-256 certificate for both"
+	echo "Settings: $RUNS run(s); files of $SIZE_MIB MiB on $(df -T "$FILES" | awk 'NR==2 {print $2}'); $CLIENTS clients x ${SESSION_SECS}s for session rate; $IDLE idle sessions; $PASV_N PASV samples per run; mirror of $MIRROR_FILES files of 8 KiB ($(lftp --version | head -1 | sed 's/^LFTP | Version \([^ ]*\).*/lftp \1/')); $MANY idle sessions for ftpsd and $MANY_VS for vsftpd, memory again ${MANY_AFTER}s after they close; TLS 1.3 AES-128-GCM, P-256 ECDHE, ECDSA P-256 certificate for both"
 	echo "Run at $(date -u '+%Y-%m-%d %H:%M UTC')"
 } >"$INFO"
 cat "$INFO"
@@ -405,6 +442,26 @@ if want throughput; then
 	done
 fi
 
+if want ceiling; then
+	log "1b. the bare TLS stream: the $SIZE_MIB MiB file over one TLS connection on the same path (the download ceiling)"
+	# exec: $! must be the server itself, so that killing it leaves nothing behind.
+	(exec nsenter --net="/run/netns/$SRV_NS" "$LOADGEN" tlsserve -listen "$SRV_IP:$TLS_PORT" \
+		-cert "$WORK/cert.pem" -key "$WORK/key.pem" -file "$FILES/big.bin" -for 1h) \
+		>>"$WORK/tlsserve.log" 2>&1 </dev/null &
+	TLS_PID=$!
+	for _ in $(seq 100); do
+		[ -n "$(in_srv ss -Hltn "sport = :$TLS_PORT")" ] && break
+		sleep 0.1
+	done
+	for run in $(seq "$RUNS"); do
+		in_cli "$LOADGEN" tlsstream -server bare -run "$run" -addr "$SRV_IP:$TLS_PORT" -src "$CLI_IP" \
+			-size "$((SIZE_MIB * 1048576))" -out "$RESULTS"
+	done
+	kill "$TLS_PID" 2>/dev/null
+	wait "$TLS_PID" 2>/dev/null || true
+	TLS_PID=""
+fi
+
 if want sessions; then
 	for driver in go curl; do
 		log "2. session rate: $CLIENTS $driver clients for ${SESSION_SECS}s (connect, AUTH TLS, login, PBSZ/PROT, PASV, LIST, QUIT)"
@@ -445,6 +502,41 @@ if want attack; then
 			lg attack "$s" -run "$run" -attacker "$ATK_IP" -range "${RANGE[$s]}" \
 				-srv-netns "/run/netns/$SRV_NS" -counter "${s}_syns" -guard "$guard" \
 				-remote small.bin -local "$FILES/small.bin" -hold "$HOLD"
+		done
+	done
+fi
+
+if want mirror; then
+	log "6. small files: lftp mirror of $MIRROR_FILES files of 8 KiB in ten folders, down with 1 and 4 connections, and up"
+	for run in $(seq "$RUNS"); do
+		for s in $(order "$run"); do
+			for par in 1 4; do
+				lg mirror "$s" -run "$run" -dir down -parallel "$par" -remote site -local "$FILES/site" \
+					-tmp "$WORK" -cafile "$WORK/cert.pem"
+			done
+			sync
+			lg mirror "$s" -run "$run" -dir up -remote "up-$s" -local "$FILES/site" -check "$FILES/up-$s" \
+				-cafile "$WORK/cert.pem"
+			sync
+		done
+		# What the flush before each rename costs: the same upload with fsync = "never".
+		start_server ftpsd "$WORK/ftpsd-nofsync.toml"
+		lg mirror ftpsd -run "$run" -dir up -test mirror-up-nofsync -remote up-ftpsd -local "$FILES/site" \
+			-check "$FILES/up-ftpsd" -cafile "$WORK/cert.pem"
+		sync
+		start_server ftpsd
+	done
+fi
+
+if want many; then
+	log "7. many idle TLS sessions: $MANY (ftpsd) and $MANY_VS (vsftpd); memory, open rate, memory ${MANY_AFTER}s after they close"
+	for run in $(seq "$RUNS"); do
+		for s in $(order "$run"); do
+			start_server "$s"
+			sleep 1
+			n=$MANY
+			[ "$s" = vsftpd ] && n=$MANY_VS
+			lg idle "$s" -run "$run" -test idle-many -n "$n" -c 16 -settle "$SETTLE" -after "${MANY_AFTER}s"
 		done
 	done
 fi

@@ -79,9 +79,13 @@ type Firewall struct {
 	Mark, MarkMask uint32
 }
 
-// Storage is where ftpsd keeps its own files (self-signed certificate).
+// Storage is where ftpsd keeps its own files (self-signed certificate), and
+// how uploads reach the disk.
 type Storage struct {
 	StateDir string // absolute; default "/var/lib/ftpsd"
+	// SkipFsync is fsync = "never": uploads are renamed into place without
+	// being flushed to disk first (default "always": flushed, then renamed).
+	SkipFsync bool
 }
 
 // User is one account; Root is absolute and, for a file config, an existing

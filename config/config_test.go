@@ -333,6 +333,10 @@ func TestErrors(t *testing.T) {
 			key: "server", msg: "must be a table ([server]), not an array of tables"},
 		{name: "storage/state_dir empty", toml: "[storage]\nstate_dir = \"\" # <-\n" + oneUser,
 			key: "storage.state_dir", msg: "must not be empty"},
+		{name: "storage/fsync unknown", toml: "[storage]\nfsync = \"sometimes\" # <-\n" + oneUser,
+			key: "storage.fsync", msg: `must be "always" or "never", not "sometimes"`},
+		{name: "storage/fsync bool", toml: "[storage]\nfsync = false # <-\n" + oneUser,
+			key: "storage.fsync", msg: "must be a string, not a boolean"},
 
 		// The line scanner must not be fooled by values spanning lines.
 		{name: "lines/after multi-line values", more: true, toml: "[server]\n" +
@@ -826,6 +830,19 @@ func TestSchemaMatchesReaders(t *testing.T) {
 			if !strings.Contains(es.Error(), "not a table") {
 				t.Errorf("%s.%s: no type error in\n%v", sec, k, es)
 			}
+		}
+	}
+}
+
+func TestStorageFsync(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		skip bool
+	}{{"", false}, {`fsync = "always"`, false}, {`fsync = "never"`, true}} {
+		f := newFixture(t)
+		cfg := mustLoad(t, f.write("ftpsd.toml", oneUser+"\n[storage]\n"+c.line+"\n"))
+		if cfg.Storage.SkipFsync != c.skip {
+			t.Errorf("%q: SkipFsync = %v, want %v", c.line, cfg.Storage.SkipFsync, c.skip)
 		}
 	}
 }

@@ -33,7 +33,7 @@ var schema = map[string][]string{
 	"tls":      {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
 	"passive":  {"ports", "max_per_ip"},
 	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
-	"storage":  {"state_dir"},
+	"storage":  {"state_dir", "fsync"},
 	"user":     {"name", "password_hash", "root", "read_only", "umask", "require_session_reuse"},
 	"log":      {"format", "xferlog"},
 	"metrics":  {"listen"},
@@ -426,6 +426,17 @@ func parsePort(s string) (int, bool) {
 
 func (d *decoder) storage(t *table, s *Storage) {
 	t.path(&s.StateDir, "state_dir", false)
+	var fsync string
+	if t.str(&fsync, "fsync") {
+		switch fsync {
+		case "always":
+			s.SkipFsync = false
+		case "never":
+			s.SkipFsync = true
+		default:
+			d.errorf(t.key("fsync"), `must be "always" or "never", not %q`, fsync)
+		}
+	}
 	t.done()
 }
 

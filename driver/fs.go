@@ -33,6 +33,9 @@ type Options struct {
 	// It lets the session report what only the data connection knows (a TLS
 	// stream that ended without close_notify is a truncated upload).
 	UploadComplete func() error
+	// SkipSync renames a completed upload into place without flushing it to
+	// disk first ([storage] fsync = "never").
+	SkipSync bool
 	// Logger receives one line per transfer.
 	Logger *slog.Logger
 	// Cwd, if set, returns the session's working directory, against which
@@ -47,15 +50,17 @@ type Options struct {
 
 // FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one directory.
 type FS struct {
-	root *os.Root
-	opts Options
+	root   *os.Root
+	shared *sharedRoot // root's owner, shared with the user's other sessions (roots.go)
+	opts   Options
 
 	// ftpserverlib ends a session before its last transfer has closed its
 	// file, so the root stays open until the last handle is done with it.
-	mu      sync.Mutex
-	handles int
-	closing bool
-	umask   os.FileMode
+	mu       sync.Mutex
+	handles  int
+	closing  bool
+	released bool
+	umask    os.FileMode
 	// listed is the last ReadDir result by name, for MLSD facts.
 	listed map[string]os.FileInfo
 }
@@ -71,14 +76,14 @@ var (
 
 // New opens dir as the root of a confined file system. Close releases it.
 func New(dir string, opts Options) (*FS, error) {
-	root, err := os.OpenRoot(dir)
+	shared, err := openRoot(dir)
 	if err != nil {
-		return nil, fmt.Errorf("open user root %s: %w", dir, err)
+		return nil, err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &FS{root: root, opts: opts, umask: opts.Umask & 0o777}, nil
+	return &FS{root: shared.root, shared: shared, opts: opts, umask: opts.Umask & 0o777}, nil
 }
 
 // Close releases the root directory handle.
@@ -89,7 +94,17 @@ func (f *FS) Close() error {
 	if f.handles > 0 {
 		return nil
 	}
-	return f.root.Close()
+	return f.releaseLocked()
+}
+
+// releaseLocked gives the shared root back, once: a second Close must not
+// take a reference another session holds.
+func (f *FS) releaseLocked() error {
+	if f.released {
+		return nil
+	}
+	f.released = true
+	return f.shared.release()
 }
 
 // hold and drop count transfer handles; see Close.
@@ -103,7 +118,7 @@ func (f *FS) drop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.handles--; f.handles == 0 && f.closing {
-		f.root.Close()
+		f.releaseLocked()
 	}
 }
 

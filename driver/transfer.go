@@ -142,6 +142,10 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil
 }
 
+// syncFile flushes a completed upload before its rename; a variable so that
+// tests can count the flushes.
+var syncFile = (*os.File).Sync
+
 // transfer is one open RETR/STOR/APPE handle; it counts bytes, decides the
 // fate of a replacing upload at Close, and logs the transfer.
 type transfer struct {
@@ -256,8 +260,8 @@ func (t *transfer) Close() error {
 		// A complete but empty REST+STOR still cuts the file at the offset.
 		err = t.cut()
 	}
-	if t.tmp != "" && t.failed == nil && err == nil {
-		err = t.File.Sync()
+	if t.tmp != "" && t.failed == nil && err == nil && !t.fs.opts.SkipSync {
+		err = syncFile(t.File)
 	}
 	if cerr := t.File.Close(); err == nil {
 		err = cerr

@@ -15,9 +15,12 @@ import (
 )
 
 // oneShot is the Settings.Listener of a session's embedded server: it hands
-// out the session's control connection once, then blocks until closed.
+// out the session's control connection once, then reports itself closed.
 // ftpserverlib's Serve returns nil only for an accept error that reads
-// "use of closed network connection", hence net.ErrClosed.
+// "use of closed network connection", hence net.ErrClosed. Serve returns
+// as soon as the connection is handed over (ftpserverlib runs the session
+// on a goroutine of its own), so a session holds one goroutine, not two:
+// at 10,000 idle sessions that is 10,000 stacks fewer.
 type oneShot struct {
 	conn   net.Conn
 	handed atomic.Bool
@@ -37,7 +40,6 @@ func (o *oneShot) Accept() (net.Conn, error) {
 			return o.conn, nil
 		}
 	}
-	<-o.done
 	return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: o.conn.LocalAddr(), Err: net.ErrClosed}
 }
 

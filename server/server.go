@@ -51,6 +51,7 @@ type Server struct {
 	sessions  map[uint64]*session
 	admitted  int                  // connections past admit, including those still in the implicit TLS handshake
 	perIP     map[netip.Prefix]int // by source: IPv4 address or IPv6 prefix
+	peak      int                  // most sessions at once since memory was last released (memory.go)
 	closing   bool
 	idle      chan struct{} // closed when the last session ends during shutdown
 	wg        sync.WaitGroup
@@ -181,6 +182,7 @@ func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
 		roots[i] = u.Root
 	}
 	go sweepParts(roots, time.Now(), s.log)
+	go s.releaseMemory()
 	for _, set := range []struct {
 		lns      []net.Listener
 		implicit bool
@@ -340,6 +342,7 @@ func (s *Server) register(sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions[sess.id] = sess
+	s.peak = max(s.peak, len(s.sessions))
 }
 
 func (s *Server) unregister(sess *session) {

@@ -259,6 +259,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		Umask:          acc.Umask,
 		OnTransfer:     sess.transferDone(user),
 		UploadComplete: sess.uploadComplete,
+		SkipSync:       sess.srv.cfg.Storage.SkipFsync,
 		Logger:         sess.log.With("user", user),
 		Cwd:            cc.Path,
 	})

@@ -15,7 +15,11 @@
 //	sessions  N parallel clients for D seconds, each session = connect, AUTH
 //	          TLS, login, PBSZ/PROT, PASV, LIST, QUIT; driver "go" (this
 //	          program) or "curl"
-//	idle      N idle logged-in TLS sessions; PSS per session
+//	idle      N idle logged-in TLS sessions; PSS per session, open rate,
+//	          and (-after) the PSS some time after they closed
+//	mirror    one lftp mirror of a small-file tree, down or up
+//	tlsserve  send a file over every TLS connection (the bare stream)
+//	tlsstream read one bare TLS stream; MB/s
 //	pasv      PASV round trip and reply-to-data-connection latency
 //	attack    an attacker address sweeps the passive range while a
 //	          legitimate client holds a PASV reply
@@ -34,7 +38,7 @@ import (
 	"sync"
 )
 
-const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|brute|brute-report|meta|report> [flags]
+const usage = `usage: loadgen <hash|xfer|sessions|idle|pasv|attack|brute|brute-report|mirror|tlsserve|tlsstream|meta|report> [flags]
 run "loadgen <command> -h" for the flags of one command; see bench/README.md`
 
 func main() {
@@ -53,6 +57,9 @@ func main() {
 		"brute-report": cmdBruteReport,
 		"report":       cmdReport,
 		"meta":         cmdMeta,
+		"mirror":       cmdMirror,
+		"tlsserve":     cmdTLSServe,
+		"tlsstream":    cmdTLSStream,
 	}
 	run, ok := cmds[os.Args[1]]
 	if !ok {

@@ -20,6 +20,7 @@ type metric struct {
 
 var metrics = []metric{
 	{"download", "mb_per_s", "Download, one curl stream, MB/s", func(v, f float64) bool { return f/v >= 1.0 }, "≥ 1.0×"},
+	{"download", "pct_of_tls", "Download, % of the bare TLS stream (same run)", func(v, f float64) bool { return f >= 80 }, "ftpsd ≥ 80%"},
 	{"download", "cpu_s_per_gib", "Download, server CPU s per GiB", nil, ""},
 	{"upload", "mb_per_s", "Upload, one curl stream, MB/s", func(v, f float64) bool { return f/v >= 1.5 }, "≥ 1.5×"},
 	{"upload", "cpu_s_per_gib", "Upload, server CPU s per GiB", nil, ""},
@@ -34,6 +35,37 @@ var metrics = []metric{
 	{"pasv", "pasv_p95_ms", "PASV round trip p95, ms", nil, ""},
 	{"pasv", "connect_p50_ms", "227 to data connection p50, ms", nil, ""},
 	{"pasv", "connect_p95_ms", "227 to data connection p95, ms", nil, ""},
+	{"mirror-down-1", "files_per_s", "Mirror down, lftp, 1 connection, files/s", func(v, f float64) bool { return f/v >= 3 }, "≥ 3×"},
+	{"mirror-down-1", "cpu_s_per_1000", "Mirror down, server CPU s per 1,000 files", func(v, f float64) bool { return f <= 2.33 }, "ftpsd ≤ 2.33 s"},
+	{"mirror-down-4", "files_per_s", "Mirror down, lftp --parallel=4, files/s", func(v, f float64) bool { return f/v >= 2 }, "≥ 2×"},
+	{"mirror-up-1", "files_per_s", "Mirror up, lftp mirror -R, files/s", func(v, f float64) bool { return f/v >= 1.5 }, "≥ 1.5×"},
+	{"mirror-up-1", "cpu_s_per_1000", "Mirror up, server CPU s per 1,000 files", nil, ""},
+	{"mirror-up-nofsync", "files_per_s", "Mirror up, ftpsd with fsync = \"never\", files/s", nil, ""},
+	{"idle-many", "sessions", "Many idle TLS sessions: sessions held", nil, ""},
+	{"idle-many", "open_per_s", "Many idle TLS sessions: opened per second", nil, ""},
+	{"idle-many", "pss_mib", "Many idle TLS sessions: server PSS, MiB", func(v, f float64) bool { return f < 600 }, "ftpsd < 600 MiB"},
+	{"idle-many", "pss_kib_per_sess", "Many idle TLS sessions: PSS per session, KiB", func(v, f float64) bool { return f <= 48 }, "ftpsd ≤ 48 KiB"},
+	{"idle-many", "pss_base_kib", "Many idle TLS sessions: server PSS before, KiB", nil, ""},
+	{"idle-many", "pss_after_kib", "Many idle TLS sessions: PSS after they closed (--many-after), KiB", nil, ""},
+	{"idle-many", "after_over_base", "Many idle TLS sessions: PSS after / before", func(v, f float64) bool { return f <= 2 }, "ftpsd ≤ 2×"},
+	{"idle-many", "pss_warm_kib", "Many idle TLS sessions: server PSS after one session, before the burst, KiB", nil, ""},
+	{"idle-many", "after_over_warm", "Many idle TLS sessions: PSS after / after one session", nil, ""},
+}
+
+// derive adds figures computed across tests: each download as a share of
+// the bare TLS stream measured in the same run.
+func derive(rs []Result) {
+	bare := map[int]float64{}
+	for _, r := range rs {
+		if r.Test == "tlsstream" {
+			bare[r.Run] = r.Values["mb_per_s"]
+		}
+	}
+	for _, r := range rs {
+		if b, ok := bare[r.Run]; ok && r.Test == "download" && b > 0 {
+			r.Values["pct_of_tls"] = 100 * r.Values["mb_per_s"] / b
+		}
+	}
 }
 
 const vs, fd = "vsftpd", "ftpsd"
@@ -53,6 +85,7 @@ func cmdReport(args []string) error {
 	if err != nil {
 		return err
 	}
+	derive(results)
 	var b strings.Builder
 	b.WriteString("## ftpsd vs vsftpd\n\n")
 	if *note != "" {
@@ -122,6 +155,9 @@ func cmdReport(args []string) error {
 		fmt.Fprintf(&b, "| %s | %s %s | %s %s | %s | %s | %s |\n", m.label,
 			fmtNum(vm), runList(vRuns), fmtNum(fm), runList(fRuns),
 			ratio, m.targetText, met)
+	}
+	if bare := values(results, "tlsstream", "bare", "mb_per_s"); len(bare) > 0 {
+		fmt.Fprintf(&b, "\nBare TLS stream on the same path (the download ceiling), MB/s: %s %s\n", fmtNum(median(bare)), runList(bare))
 	}
 	for _, r := range results {
 		if strings.HasPrefix(r.Test, "sessions") && r.Values["failed"] > 0 {
