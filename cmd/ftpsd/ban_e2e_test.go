@@ -92,3 +92,33 @@ func TestBanCommand(t *testing.T) {
 		t.Fatalf("ban -h said %q", out)
 	}
 }
+
+// Failed logins ban the source in the kernel: its SYNs to the control ports
+// and the passive range are dropped (not refused at accept), another address
+// still logs in and transfers, and `ftpsd ban list` shows why.
+func TestAutomaticBanAtSYNLevel(t *testing.T) {
+	s := startFTPSD(t, newNS(t), serverOpts{extra: banSection(2)})
+	addPrefixB6(t, s)
+	for range 2 {
+		s.failLogin(cliB4, srvIP4)
+	}
+	s.waitLog("msg=ban", 10*time.Second)
+	for range 2 {
+		s.failLogin(prefixB6[0], srvIP6)
+	}
+	waitFor(t, 10*time.Second, "the IPv6 /64 to be banned", func() bool {
+		return countLines(s.log.String(), "msg=ban") >= 2
+	})
+	s.mustBeDropped(cliB4, net.JoinHostPort(srvIP4, fmt.Sprint(ctlPort)), "auto-banned IPv4 source, control port")
+	s.mustBeDropped(cliB4, net.JoinHostPort(srvIP4, "50010"), "auto-banned IPv4 source, passive range")
+	// Another address of the same /64 is banned with it.
+	s.mustBeDropped(prefixB6[1], net.JoinHostPort(srvIP6, fmt.Sprint(ctlPort)), "auto-banned IPv6 /64")
+	c := s.client(cliA4, srvIP4, "alice")
+	if _, err := c.Retr("LIST"); err != nil {
+		t.Fatalf("legitimate client during the ban: %v", err)
+	}
+	list := s.mustRun(10*time.Second, ftpsdBin, "ban", "list", "-c", s.cfgPath)
+	if !strings.Contains(list, "127.0.0.3/32") || !strings.Contains(list, "failed login") || !strings.Contains(list, "/64") {
+		t.Fatalf("ban list after automatic bans:\n%s", list)
+	}
+}
