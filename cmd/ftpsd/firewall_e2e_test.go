@@ -341,50 +341,6 @@ func TestCrashFailsClosed(t *testing.T) {
 	}
 }
 
-// TestComposesWithDefaultDropHost runs behind a host ruleset with policy drop
-// that opens the whole passive range, as admins do today: ftpsd narrows it.
-func TestComposesWithDefaultDropHost(t *testing.T) {
-	ns := newNS(t)
-	ns.Run(t, "nft", `table inet host {
-	chain input {
-		type filter hook input priority filter; policy drop;
-		ct state established,related accept
-		tcp dport 2121 accept
-		tcp dport 50000-50099 accept
-	}
-}`)
-	s := startFTPSD(t, ns, serverOpts{})
-	want := randomFile(t, filepath.Join(s.root("alice"), "f.bin"), 1<<20)
-	s.mustRun(60*time.Second, "curl", curlArgs(s, "alice", "-o", "got.bin", fmt.Sprintf("ftp://%s:%d/f.bin", srvIP4, ctlPort))...)
-	if got, _ := os.ReadFile(filepath.Join(s.dir, "got.bin")); !bytes.Equal(got, want) {
-		t.Fatal("download behind the host ruleset differs")
-	}
-	c := s.client(cliA4, srvIP4, "alice")
-	port, err := c.EPSV()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.mustBeDropped(cliB4, fmt.Sprintf("%s:%d", srvIP4, port), "second address behind host ruleset")
-	data, err := c.DialData(port)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Expect(150, "RETR f.bin"); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(data)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("transfer after the attack: %v", err)
-	}
-	data.Close()
-	if rep, _ := c.Read(); rep.Code != 226 {
-		t.Fatalf("after transfer: %v", rep)
-	}
-	if host := ns.Run(t, "nft", "list", "table", "inet", "host"); !strings.Contains(host, "50000-50099 accept") {
-		t.Fatalf("ftpsd changed the host table:\n%s", host)
-	}
-}
-
 func TestServeRefusesWithoutNetAdmin(t *testing.T) {
 	ns := newNS(t)
 	dir := t.TempDir()

@@ -191,7 +191,8 @@ func TestSelfHealingTable(t *testing.T) {
 	}
 }
 
-// With the fail-closed recipe nothing enters the passive range while
+// Behind a default-drop host ruleset ftpsd narrows the passive range to
+// its pinholes, with either recipe. With the fail-closed one nothing enters the passive range while
 // ftpsd's table is absent; with the old recipe everything does (which is
 // why the mark recipe is the recommended one).
 func TestFailClosedRecipe(t *testing.T) {
@@ -218,6 +219,9 @@ func TestFailClosedRecipe(t *testing.T) {
 			}
 			s.mustBeDropped(cliB4, net.JoinHostPort(srvIP4, strconv.Itoa(port)), "second address")
 			finishRetr(t, c, port, "f.bin", want)
+			if host := ns.Run(t, "nft", "list", "table", "inet", "host"); !strings.Contains(host, "tcp dport 50000-50099") {
+				t.Fatalf("ftpsd changed the host table:\n%s", host)
+			}
 
 			s.stop()
 			ns.Run(t, "nft", "delete", "table", "inet", "ftpsd")
