@@ -10,12 +10,9 @@ import (
 // that is one per process, while every user may have its own umask.
 //
 // Owners need no code: what a session creates belongs to the account ftpsd
-// runs as. Listings cannot show them: ftpserverlib v0.32.3 writes "ftp ftp"
-// for owner and group in every LIST line (handle_dirs.go, fileStat with
-// fakeUser/fakeGroup) and MLSD has no owner facts, with no hook for either.
-// The upstream change: take the names from an optional interface of the
-// os.FileInfo that ReadDir returns (Owner() and Group() strings), falling
-// back to "ftp".
+// runs as. Listings show them through the server's data-connection
+// rewriters (server/listowners.go for LIST, the MLSD facts), since
+// ftpserverlib v0.32.3 writes "ftp ftp" itself.
 
 // Umask is the mask applied to files and directories created from now on.
 func (f *FS) Umask() os.FileMode {

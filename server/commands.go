@@ -67,10 +67,16 @@ func (c *ctlConn) intercept(line []byte) (bool, error) {
 			c.markUpload()
 		}
 		c.sess.mlsd.Store(false)
-	case "RETR", "LIST", "NLST":
+		c.sess.list.Store(false)
+	case "RETR", "NLST":
 		c.sess.mlsd.Store(false)
+		c.sess.list.Store(false)
+	case "LIST":
+		c.sess.mlsd.Store(false)
+		c.sess.list.Store(true)
 	case "MLSD":
 		c.sess.mlsd.Store(true)
+		c.sess.list.Store(false)
 	}
 	return false, nil
 }

@@ -93,8 +93,11 @@ func (d *dataListener) Accept() (net.Conn, error) {
 		}
 		conn = tls.Server(conn, cfg)
 	}
-	if d.sess.mlsd.Load() {
+	switch {
+	case d.sess.mlsd.Load():
 		conn = &mlsdConn{Conn: conn, sess: d.sess}
+	case d.sess.list.Load():
+		conn = &listConn{Conn: conn, sess: d.sess}
 	}
 	return conn, nil
 }

@@ -49,6 +49,7 @@ type session struct {
 	ctlTLS atomic.Bool
 	protP  atomic.Bool
 	mlsd   atomic.Bool
+	list   atomic.Bool // the next data connection carries a LIST (listowners.go)
 	// factSel is the OPTS MLST selection; nil means all facts.
 	factSel atomic.Pointer[[]string]
 }

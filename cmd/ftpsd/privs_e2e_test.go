@@ -140,6 +140,16 @@ func TestRunAs(t *testing.T) {
 	wantOwner(t, filepath.Join(s.root("alice"), "d1"), uid, gid, 0o750)
 	wantOwner(t, filepath.Join(s.root("alice"), "d1/d2"), uid, gid, 0o750)
 	wantOwner(t, filepath.Join(s.root("alice"), "d1/d2/up.bin"), uid, gid, 0o640)
+	// Listings name the real owner and group, not ftpserverlib's "ftp ftp".
+	grp, err := user.LookupGroupId(strconv.Itoa(gid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listing := s.mustRun(30*time.Second, "curl", "--silent", "--show-error", "--ssl-reqd", "--insecure",
+		"--user", "alice:"+testUsers["alice"], url+"d1/d2/")
+	if !strings.Contains(listing, " nobody "+grp.Name+" ") || !strings.Contains(listing, "up.bin") || strings.Contains(listing, " ftp ftp ") {
+		t.Fatalf("LIST does not show the owner nobody:%s:\n%s", grp.Name, listing)
+	}
 
 	// Reload, now as nobody, gives alice her own umask for new sessions.
 	setUserKeys(t, s.cfgPath, "alice", `umask = "002"`)
