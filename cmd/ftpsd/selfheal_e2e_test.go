@@ -225,15 +225,7 @@ func TestFailClosedRecipe(t *testing.T) {
 
 			s.stop()
 			ns.Run(t, "nft", "delete", "table", "inet", "ftpsd")
-			var ln net.Listener
-			if err := ns.Do(func() error {
-				var err error
-				ln, err = net.Listen("tcp", "[::]:50050")
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			listenIn(t, ns, "[::]:50050")
 			for _, dst := range []string{net.JoinHostPort(srvIP4, "50050"), net.JoinHostPort(srvIP6, "50050")} {
 				src := cliA4
 				if strings.Contains(dst, "[") {
@@ -313,15 +305,7 @@ func TestFailedStartLeavesRuleset(t *testing.T) {
 	ns := newNS(t)
 	loadHost(t, ns, t.TempDir(), hostRuleset(oldRecipe))
 	before := ns.Run(t, "nft", "-a", "list", "ruleset")
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", impPort))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	listenIn(t, ns, fmt.Sprintf("[::]:%d", impPort))
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, serverOpts{})
 	out, err := (&ftpsd{t: t, ns: ns, dir: dir}).run(15*time.Second, ftpsdBin, "serve", "-c", cfg)
