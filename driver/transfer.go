@@ -166,6 +166,14 @@ type transfer struct {
 
 var _ ftpserver.FileTransferError = (*transfer)(nil)
 
+// Telling is an error whose text is written for the client (such as the
+// server's refusal of a data connection that does not resume its session),
+// so replies may carry it as it is.
+type Telling interface {
+	error
+	ClientText() string
+}
+
 // ioError hides paths and system call names in an error ftpserverlib will
 // put into a reply. EOF stays EOF; errors that are not the file's come
 // from the data connection.
@@ -177,6 +185,10 @@ func ioError(err error) error {
 	var errno syscall.Errno
 	if errors.As(err, &pe) || errors.As(err, &errno) {
 		return public(err)
+	}
+	var told Telling
+	if errors.As(err, &told) {
+		return &publicError{told.ClientText(), err}
 	}
 	return &publicError{"data connection failed", err}
 }

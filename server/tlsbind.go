@@ -91,9 +91,16 @@ var errReuseRequired = errors.New("TLS session reuse required")
 // reuseRefusal is what a client whose data connection does not resume its
 // control session is told, with the way out.
 func reuseRefusal(user string) error {
-	return fmt.Errorf("%w: the data connection must resume this control connection's TLS session "+
-		"(or set require_session_reuse = false for user %q in ftpsd's config)", errReuseRequired, user)
+	return tellingError{fmt.Errorf("%w: the data connection must resume this control connection's TLS session "+
+		"(or set require_session_reuse = false for user %q in ftpsd's config)", errReuseRequired, user)}
 }
+
+// tellingError is a refusal whose text is meant for the client, which
+// replies may carry as it is (driver.Telling).
+type tellingError struct{ error }
+
+func (e tellingError) ClientText() string { return e.Error() }
+func (e tellingError) Unwrap() error      { return e.error }
 
 // login records who is logged in and whether they must resume.
 func (b *binding) login(user string, reuse bool) {

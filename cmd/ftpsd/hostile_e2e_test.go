@@ -259,7 +259,10 @@ func TestDataTLSBoundToControlSession(t *testing.T) {
 	// with the way out, is in the 550 that follows (and the log).
 	script, _ := filepath.Abs("../../testdata/ftplib_client.py")
 	out, err = s.run(60*time.Second, "python3", script, "roundtrip", srvIP4, fmt.Sprint(ctlPort), "alice", testUsers["alice"], "epsv", "noreuse")
-	if err == nil || strings.Contains(out, "roundtrip ok") || !strings.Contains(out, "SSL") {
+	// Under TLS 1.3 the client may finish its side of the handshake before
+	// the server's refusal arrives: then it sees the 550, else an SSL error.
+	if err == nil || strings.Contains(out, "roundtrip ok") ||
+		!(strings.Contains(out, "SSL") || strings.Contains(out, "require_session_reuse = false for user")) {
 		t.Fatalf("ftplib without reuse: %v\n%s", err, out)
 	}
 	if n := countLines(s.log.String(), "msg=transfer", "ftplib-epsv.bin", "require_session_reuse = false for user"); n != 1 {
