@@ -81,15 +81,7 @@ func jsonValue(t *testing.T, s string) any {
 // listen opens a TCP listener inside ns that echoes what it reads.
 func listen(t *testing.T, ns *testns.NS, addr string) {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen %s in ns: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := ns.Listen(t, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()

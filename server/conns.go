@@ -95,9 +95,9 @@ func (d *dataListener) Accept() (net.Conn, error) {
 	}
 	switch {
 	case d.sess.mlsd.Load():
-		conn = &mlsdConn{Conn: conn, sess: d.sess}
+		conn = &lineConn{Conn: conn, rewrite: d.sess.mlsdEntry}
 	case d.sess.list.Load():
-		conn = &listConn{Conn: conn, sess: d.sess}
+		conn = &lineConn{Conn: conn, rewrite: d.sess.listEntry}
 	}
 	return conn, nil
 }
@@ -148,42 +148,52 @@ func (d *dataConn) Close() error {
 	return d.Conn.Close()
 }
 
-// mlsdConn carries one MLSD listing and gives each entry ftpsd's facts
-// (factsLine): ftpserverlib v0.32.3 writes only Type, Size and Modify, with no
-// hook to add any (upstream: an MLSx fact callback on the driver). Entries
-// are matched by name with the driver's ReadDir that produced the listing.
-type mlsdConn struct {
+// lineConn carries one listing and rewrites each CRLF-terminated line on
+// its way to the client: ftpserverlib v0.32.3 has no hook for the facts of
+// an MLSD entry (upstream: an MLSx fact callback on the driver) nor for
+// LIST's owner and group (listowners.go).
+type lineConn struct {
 	net.Conn
-	sess    *session
+	rewrite func(string) string
 	partial []byte
 }
 
-func (m *mlsdConn) Write(p []byte) (int, error) {
-	m.partial = append(m.partial, p...)
+func (l *lineConn) Write(p []byte) (int, error) {
+	l.partial = append(l.partial, p...)
 	var out []byte
 	for {
-		i := bytes.Index(m.partial, []byte("\r\n"))
+		i := bytes.Index(l.partial, []byte("\r\n"))
 		if i < 0 {
 			break
 		}
-		out = append(out, m.entry(string(m.partial[:i]))...)
+		out = append(out, l.rewrite(string(l.partial[:i]))...)
 		out = append(out, "\r\n"...)
-		m.partial = m.partial[i+2:]
+		l.partial = l.partial[i+2:]
 	}
 	// An empty write still matters: ftpserverlib sends one for an empty
 	// listing, and over TLS it is what runs the handshake.
 	if len(out) > 0 || len(p) == 0 {
-		if _, err := m.Conn.Write(out); err != nil {
+		if _, err := l.Conn.Write(out); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
-// entry rewrites "Type=..;Size=..;Modify=..; name" with the session's facts.
-func (m *mlsdConn) entry(line string) string {
+func (l *lineConn) Close() error {
+	if len(l.partial) > 0 {
+		l.Conn.Write(l.partial)
+		l.partial = nil
+	}
+	return l.Conn.Close()
+}
+
+// mlsdEntry rewrites "Type=..;Size=..;Modify=..; name" with the session's
+// facts (factsLine). Entries are matched by name with the driver's ReadDir
+// that produced the listing.
+func (sess *session) mlsdEntry(line string) string {
 	_, name, ok := strings.Cut(line, " ")
-	fs := m.sess.driver()
+	fs := sess.driver()
 	if !ok || fs == nil {
 		return line
 	}
@@ -191,13 +201,5 @@ func (m *mlsdConn) entry(line string) string {
 	if !ok {
 		return line
 	}
-	return factsLine(fi, fs.ReadOnly(), m.sess.facts(), name)
-}
-
-func (m *mlsdConn) Close() error {
-	if len(m.partial) > 0 {
-		m.Conn.Write(m.partial)
-		m.partial = nil
-	}
-	return m.Conn.Close()
+	return factsLine(fi, fs.ReadOnly(), sess.facts(), name)
 }

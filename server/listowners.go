@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bytes"
-	"net"
 	"os/user"
 	"strconv"
 	"strings"
@@ -10,54 +8,17 @@ import (
 	"syscall"
 )
 
-// listConn carries one LIST listing and puts each entry's real owner and
-// group where ftpserverlib v0.32.3 writes "ftp ftp" (handle_dirs.go,
-// fileStat with fakeUser/fakeGroup, no hook). The upstream change: take
-// the names from an optional Owner()/Group() of the os.FileInfo the
-// driver's ReadDir returns. Entries are matched by name with that ReadDir,
-// as for MLSD (mlsdConn).
-type listConn struct {
-	net.Conn
-	sess    *session
-	partial []byte
-}
-
-func (l *listConn) Write(p []byte) (int, error) {
-	l.partial = append(l.partial, p...)
-	var out []byte
-	for {
-		i := bytes.Index(l.partial, []byte("\r\n"))
-		if i < 0 {
-			break
-		}
-		out = append(out, l.entry(string(l.partial[:i]))...)
-		out = append(out, "\r\n"...)
-		l.partial = l.partial[i+2:]
-	}
-	// An empty write still matters: over TLS it runs the handshake.
-	if len(out) > 0 || len(p) == 0 {
-		if _, err := l.Conn.Write(out); err != nil {
-			return 0, err
-		}
-	}
-	return len(p), nil
-}
-
-func (l *listConn) Close() error {
-	if len(l.partial) > 0 {
-		l.Conn.Write(l.partial)
-		l.partial = nil
-	}
-	return l.Conn.Close()
-}
-
 // listFake is what follows the mode in ftpserverlib's LIST line.
 const listFake = " 1 ftp ftp "
 
-// entry rewrites "MODE 1 ftp ftp SIZE(12) DATE(12) NAME".
-func (l *listConn) entry(line string) string {
+// listEntry puts the real owner and group into a LIST line, "MODE 1 ftp
+// ftp SIZE(12) DATE(12) NAME", where ftpserverlib v0.32.3 writes "ftp ftp"
+// (handle_dirs.go, fileStat with fakeUser/fakeGroup, no hook). Upstream:
+// take the names from an optional Owner()/Group() of the os.FileInfo the
+// driver's ReadDir returns.
+func (sess *session) listEntry(line string) string {
 	i := strings.Index(line, listFake)
-	fs := l.sess.driver()
+	fs := sess.driver()
 	if i < 0 || fs == nil {
 		return line
 	}

@@ -194,20 +194,6 @@ func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
 	return nil
 }
 
-// Listen binds every configured listener and serves them with fw, for
-// callers that have no ordering to keep (tests).
-func (s *Server) Listen(fw nft.Firewall) error {
-	lns, err := Bind(s.cfg)
-	if err != nil {
-		return err
-	}
-	if err := s.Serve(lns, fw); err != nil {
-		lns.Close()
-		return err
-	}
-	return nil
-}
-
 func (s *Server) serveListener(ln net.Listener, implicit bool) {
 	s.mu.Lock()
 	s.listeners = append(s.listeners, ln)

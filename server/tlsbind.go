@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,7 +33,6 @@ type binding struct {
 	user    atomic.Value // string: the logged-in user, for messages
 	control *tls.Config
 	data    *tls.Config
-	ctrl    *ctrlConn // nil for implicit TLS, whose handshake the accept path bounds
 }
 
 // newBinding derives the per-session configs from the shared one.
@@ -58,12 +56,6 @@ func (s *Server) newBinding() (*binding, error) {
 			return nil, nil // not ours or expired: full handshake
 		}
 		return ss, nil
-	}
-	b.control.VerifyConnection = func(tls.ConnectionState) error {
-		if b.ctrl != nil {
-			b.ctrl.endHandshake()
-		}
-		return nil
 	}
 	b.data = base.Clone()
 	b.data.WrapSession = wrap
@@ -252,68 +244,4 @@ func (r *replayConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return r.Conn.Read(p)
-}
-
-// ctrlConn is an explicit-FTPS control connection. ftpserverlib starts the
-// AUTH TLS handshake lazily, inside its next command read, under the idle
-// deadline; ctrlConn caps every deadline at handshakeTimeout from AUTH until
-// the handshake is through, so a client that stalls it is cut as promptly
-// as an implicit-TLS one. (Upstream, handleAUTH could run the handshake
-// itself under a deadline of its own.)
-type ctrlConn struct {
-	net.Conn
-	mu   sync.Mutex
-	hs   time.Time // handshake deadline; zero when no handshake is under way
-	want time.Time // the deadline last asked for
-}
-
-func (c *ctrlConn) clampLocked(t time.Time) time.Time {
-	if !c.hs.IsZero() && (t.IsZero() || t.After(c.hs)) {
-		return c.hs
-	}
-	return t
-}
-
-func (c *ctrlConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.want = t
-	t = c.clampLocked(t)
-	c.mu.Unlock()
-	return c.Conn.SetDeadline(t)
-}
-
-func (c *ctrlConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	t = c.clampLocked(t)
-	c.mu.Unlock()
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *ctrlConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	t = c.clampLocked(t)
-	c.mu.Unlock()
-	return c.Conn.SetWriteDeadline(t)
-}
-
-func (c *ctrlConn) startHandshake(d time.Duration) {
-	c.mu.Lock()
-	c.hs = time.Now().Add(d)
-	t := c.clampLocked(c.want)
-	c.mu.Unlock()
-	c.Conn.SetDeadline(t)
-}
-
-// endHandshake runs from the TLS config's VerifyConnection, once the peer
-// has proved itself; the rest of the handshake is bounded by the idle deadline.
-func (c *ctrlConn) endHandshake() {
-	c.mu.Lock()
-	if c.hs.IsZero() {
-		c.mu.Unlock()
-		return
-	}
-	c.hs = time.Time{}
-	t := c.want
-	c.mu.Unlock()
-	c.Conn.SetDeadline(t)
 }

@@ -223,26 +223,3 @@ func sessionStateTB(t testing.TB) *tls.SessionState {
 	}
 	return got
 }
-
-func TestStalledAuthHandshakeCapped(t *testing.T) {
-	a, b := net.Pipe()
-	defer b.Close()
-	c := &ctrlConn{Conn: a}
-	c.SetDeadline(time.Now().Add(time.Hour))
-	c.startHandshake(20 * time.Millisecond)
-	c.SetDeadline(time.Now().Add(time.Hour)) // ftpserverlib's idle deadline, set before the read
-	start := time.Now()
-	_, err := c.Read(make([]byte, 1))
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		t.Fatalf("read during a stalled handshake: %v, want a timeout", err)
-	}
-	if time.Since(start) > 30*time.Minute {
-		t.Fatal("the idle deadline applied, not the handshake's")
-	}
-	c.endHandshake()
-	go b.Write([]byte("x"))
-	if _, err := c.Read(make([]byte, 1)); err != nil {
-		t.Fatalf("after the handshake the idle deadline applies again: %v", err)
-	}
-}

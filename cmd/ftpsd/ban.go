@@ -106,11 +106,11 @@ func cmdBan(args []string, stdout, stderr io.Writer) error {
 	case "list":
 		return banList(fw, stdout)
 	case "add":
-		p, err := parseBanPrefix(pos[0], banIPv6Prefix(cfg))
+		p, err := parseBanPrefix(pos[0], cfg.Ban.IPv6Prefix)
 		if err != nil {
 			return fmt.Errorf("ban add: %w", err)
 		}
-		d := banDuration(cfg)
+		d := cfg.Ban.Duration
 		if len(pos) == 2 {
 			if d, err = time.ParseDuration(pos[1]); err != nil || d < time.Second {
 				return fmt.Errorf("ban add: duration %q: want a Go duration of at least 1s, such as 90m or 24h", pos[1])
@@ -122,7 +122,7 @@ func cmdBan(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "banned %s for %s\n", p, d)
 		return nil
 	default: // remove
-		p, err := parseBanPrefix(pos[0], banIPv6Prefix(cfg))
+		p, err := parseBanPrefix(pos[0], cfg.Ban.IPv6Prefix)
 		if err != nil {
 			return fmt.Errorf("ban remove: %w", err)
 		}
@@ -155,9 +155,3 @@ func banList(fw *nft.NFTables, stdout io.Writer) error {
 	}
 	return nil
 }
-
-// banIPv6Prefix is how the server counts IPv6 clients ([ban] ipv6_prefix).
-func banIPv6Prefix(cfg *config.Config) int { return cfg.Ban.IPv6Prefix }
-
-// banDuration is the default length of a ban ([ban] duration).
-func banDuration(cfg *config.Config) time.Duration { return cfg.Ban.Duration }

@@ -308,7 +308,7 @@ func TestCrashFailsClosed(t *testing.T) {
 	// The range stays guarded with nobody managing it: a listener on another
 	// passive port is unreachable.
 	other := 50000 + (port-50000+1)%100
-	listenIn(t, ns, fmt.Sprintf(":%d", other))
+	ns.Listen(t, fmt.Sprintf(":%d", other))
 	s.mustBeDropped(cliA4, fmt.Sprintf("%s:%d", srvIP4, other), "passive range after crash")
 
 	waitFor(t, 6*time.Second, "the element to expire", func() bool {

@@ -295,21 +295,6 @@ func (s *ftpsd) client(src, dst, user string) *ftpclient.Client {
 	return c
 }
 
-// listenIn opens a TCP listener inside ns, closed when the test ends.
-func listenIn(t *testing.T, ns *testns.NS, addr string) net.Listener {
-	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		t.Fatalf("listen on %s in the namespace: %v", addr, err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
-}
-
 // run runs a client program inside the namespace and returns its combined output.
 func (s *ftpsd) run(timeout time.Duration, name string, args ...string) (string, error) {
 	cmd := s.ns.Command(name, args...)

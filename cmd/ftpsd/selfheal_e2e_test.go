@@ -225,7 +225,7 @@ func TestFailClosedRecipe(t *testing.T) {
 
 			s.stop()
 			ns.Run(t, "nft", "delete", "table", "inet", "ftpsd")
-			listenIn(t, ns, "[::]:50050")
+			ns.Listen(t, "[::]:50050")
 			for _, dst := range []string{net.JoinHostPort(srvIP4, "50050"), net.JoinHostPort(srvIP6, "50050")} {
 				src := cliA4
 				if strings.Contains(dst, "[") {
@@ -305,7 +305,7 @@ func TestFailedStartLeavesRuleset(t *testing.T) {
 	ns := newNS(t)
 	loadHost(t, ns, t.TempDir(), hostRuleset(oldRecipe))
 	before := ns.Run(t, "nft", "-a", "list", "ruleset")
-	listenIn(t, ns, fmt.Sprintf("[::]:%d", impPort))
+	ns.Listen(t, fmt.Sprintf("[::]:%d", impPort))
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, serverOpts{})
 	out, err := (&ftpsd{t: t, ns: ns, dir: dir}).run(15*time.Second, ftpsdBin, "serve", "-c", cfg)

@@ -6,6 +6,7 @@ package testns
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,6 +115,21 @@ func (ns *NS) Do(fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// Listen opens a TCP listener inside the namespace, closed when t ends.
+func (ns *NS) Listen(t testing.TB, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatalf("testns: listen on %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
 }
 
 // FD returns an open descriptor of the namespace (for
