@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"github.com/ftpsd/ftpsd/nft"
 	"net"
 	"net/netip"
 	"runtime"
@@ -53,12 +52,17 @@ func (s *Server) refuseBanned(conn net.Conn) bool {
 	if _, banned := s.bans.Banned(remoteIP(conn), time.Now()); !banned {
 		return false
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	s.closeBanned(conn)
+	return true
+}
+
+// closeBanned closes a banned source's connection with an RST and counts it.
+func (s *Server) closeBanned(conn net.Conn) {
+	if tc, ok := tcpConn(conn); ok {
 		tc.SetLinger(0)
 	}
 	conn.Close()
 	s.refused.Add(1)
-	return true
 }
 
 // AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
@@ -90,28 +94,12 @@ func (sess *session) failure(weight int, what string) time.Duration {
 	return delay
 }
 
-// banner finds the Banner behind fw, looking through decorators (such as
-// the metrics' timing wrapper) that say what they wrap.
-func banner(fw nft.Firewall) (Banner, bool) {
-	for fw != nil {
-		if b, ok := fw.(Banner); ok {
-			return b, true
-		}
-		u, ok := fw.(interface{ Unwrap() nft.Firewall })
-		if !ok {
-			return nil, false
-		}
-		fw = u.Unwrap()
-	}
-	return nil, false
-}
-
 // enforceBan logs the ban once, hands it to the firewall if it can hold
 // bans, and closes the source's open sessions.
 func (s *Server) enforceBan(b ban.Ban, reason string) {
 	d := time.Until(b.Until).Round(time.Second)
 	s.log.Warn("ban", "source", b.Prefix.String(), "reason", reason, "duration", d.String())
-	if fb, ok := banner(s.fw); ok {
+	if fb, ok := firewallAs[Banner](s.fw); ok {
 		if err := fb.Ban(b.Prefix, d, reason); err != nil {
 			s.log.Error("firewall ban failed; the accept loop still refuses the source", "source", b.Prefix.String(), "err", err)
 		}
