@@ -26,17 +26,22 @@ import (
 	"github.com/ftpsd/ftpsd/internal/testns"
 )
 
-// Cluster addresses inside the test namespace (all on its loopback).
+// Cluster addresses, added to the test namespace's loopback device. They
+// are private, not loopback, addresses: lftp replaces a PASV address in
+// 127/8 other than 127.0.0.1 with the control connection's (it takes it for
+// a reserved one), which would hide where data connections really go.
 const (
-	lbIP      = srvIP4      // HAProxy's frontends: what clients connect to
-	lbSrcIP   = "127.0.0.5" // HAProxy's source towards the nodes: what proxy_protocol trusts
-	cliC4     = "127.0.0.4" // a third client, banned in the ban test
-	lbCtlPort = 3121        // not the nodes' ports: their ban rules match control ports on any address
+	lbIP      = "10.0.0.1" // HAProxy's frontends: what clients connect to
+	lbSrcIP   = "10.0.0.5" // HAProxy's source towards the nodes: what proxy_protocol trusts
+	cluA      = "10.0.0.2" // the legitimate client
+	cluB      = "10.0.0.3" // the attacker
+	cluC      = "10.0.0.4" // a client banned in the ban test
+	lbCtlPort = 3121       // not the nodes' ports: their ban rules match control ports on any address
 	lbImpPort = 3990
 )
 
 // nodeIPs are the nodes' own addresses (listeners and public_host).
-var nodeIPs = []string{"127.0.0.10", "127.0.0.11"}
+var nodeIPs = []string{"10.0.0.10", "10.0.0.11"}
 
 // clusterOpts shape a cluster.
 type clusterOpts struct {
@@ -80,6 +85,9 @@ func startCluster(t *testing.T, ns *testns.NS, co clusterOpts) *cluster {
 				t.Fatal(err)
 			}
 		}
+	}
+	for _, a := range append([]string{lbIP, lbSrcIP, cluA, cluB, cluC}, nodeIPs...) {
+		ns.Run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
 	}
 	logs := t.TempDir()
 	for i, ip := range nodeIPs {
@@ -238,7 +246,7 @@ func TestBehindHAProxy(t *testing.T) {
 		// 7.74): behind a balancer it must use it.
 		curl := func(args ...string) string {
 			return c.run(60*time.Second, "curl", append(curlArgs(nil, "alice", "--verbose", "--no-ftp-skip-pasv-ip",
-				"--interface", cliA4), args...)...)
+				"--interface", cluA), args...)...)
 		}
 		out := curl("-T", "curl-up.bin", base+"viacurl/up.bin", "--ftp-create-dirs")
 		checkFallback(t, "curl upload", out, "> EPSV", "< 502", "> PASV")
@@ -255,7 +263,7 @@ func TestBehindHAProxy(t *testing.T) {
 			}
 		}
 		// Implicit FTPS through the balancer's second frontend.
-		out = c.run(60*time.Second, "curl", curlArgs(nil, "alice", "--verbose", "--no-ftp-skip-pasv-ip", "--interface", cliA4,
+		out = c.run(60*time.Second, "curl", curlArgs(nil, "alice", "--verbose", "--no-ftp-skip-pasv-ip", "--interface", cluA,
 			"-o", "curl-implicit.bin", fmt.Sprintf("ftps://%s/viacurl/up.bin", c.lbImp))...)
 		checkFallback(t, "curl implicit download", out, "> EPSV", "< 502", "> PASV")
 		if back, _ := os.ReadFile(filepath.Join(work, "curl-implicit.bin")); sum(back) != sum(src) {
@@ -263,7 +271,7 @@ func TestBehindHAProxy(t *testing.T) {
 		}
 		// Round robin: both nodes served some of the five sessions.
 		for i, n := range c.nodes {
-			if countLines(n.log.String(), "session start", "client="+cliA4+":", "via="+lbSrcIP+":") == 0 {
+			if countLines(n.log.String(), "session start", "client="+cluA+":", "via="+lbSrcIP+":") == 0 {
 				t.Errorf("node %d served none of curl's sessions", i+1)
 			}
 		}
@@ -288,7 +296,7 @@ open -u alice,%s ftp://%s
 mirror -R lftp-tree /vialftp
 mirror /vialftp lftp-back
 quit
-`, cliA4, testUsers["alice"], c.lb)
+`, cluA, testUsers["alice"], c.lb)
 		os.WriteFile(filepath.Join(work, "proxy.lftp"), []byte(script), 0o600)
 		out := c.run(120*time.Second, "lftp", "-d", "-f", "proxy.lftp")
 		checkFallback(t, "lftp", out, "---> EPSV", "<--- 502", "---> PASV")
@@ -307,7 +315,7 @@ set net:socket-bind-ipv4 %s
 open -u alice,%s ftp://%s
 get /vialftp/a.bin -o lftp-plain.bin
 quit
-`, cliA4, testUsers["alice"], c.lb)), 0o600)
+`, cluA, testUsers["alice"], c.lb)), 0o600)
 		c.run(60*time.Second, "lftp", "-f", "plain.lftp")
 		if a, b := mustRead(t, filepath.Join(tree, "a.bin")), mustRead(t, filepath.Join(work, "lftp-plain.bin")); sum(a) != sum(b) {
 			t.Fatal("lftp download with defaults differs")
@@ -316,7 +324,7 @@ quit
 
 	t.Run("pinhole keyed on the real client", func(t *testing.T) {
 		want := randomFile(t, filepath.Join(c.roots["alice"], "held.bin"), 1<<20)
-		cl := c.client(cliA4, "alice")
+		cl := c.client(cluA, "alice")
 		if rep, err := cl.Cmd("EPSV"); err != nil || rep.Code != 502 {
 			t.Fatalf("EPSV through the balancer: %v %v, want 502", rep, err)
 		}
@@ -329,8 +337,8 @@ quit
 		}
 		n := c.node(host) // the 227 names the node that answered, not the balancer
 		st := n.status()
-		if !strings.Contains(st, cliA4) || !strings.Contains(st, strconv.Itoa(port)) || strings.Contains(st, lbSrcIP) {
-			t.Fatalf("pinhole on %s is not keyed on the client %s:%d:\n%s", host, cliA4, port, st)
+		if !strings.Contains(st, cluA) || !strings.Contains(st, strconv.Itoa(port)) || strings.Contains(st, lbSrcIP) {
+			t.Fatalf("pinhole on %s is not keyed on the client %s:%d:\n%s", host, cluA, port, st)
 		}
 		for _, other := range c.nodes {
 			if other != n && strings.Contains(other.status(), strconv.Itoa(port)) {
@@ -338,7 +346,7 @@ quit
 			}
 		}
 		addr := net.JoinHostPort(host, strconv.Itoa(port))
-		n.mustBeDropped(cliB4, addr, "attacker at another address")
+		n.mustBeDropped(cluB, addr, "attacker at another address")
 		n.mustBeDropped(lbSrcIP, addr, "the balancer's own address")
 		data, err := cl.DialDataAt(host, port)
 		if err != nil {
@@ -367,7 +375,7 @@ quit
 
 	t.Run("forged header from an untrusted source", func(t *testing.T) {
 		for i, n := range c.nodes {
-			conn, err := n.dial(cliB4, 5*time.Second)("tcp", net.JoinHostPort(nodeIPs[i], strconv.Itoa(ctlPort)))
+			conn, err := n.dial(cluB, 5*time.Second)("tcp", net.JoinHostPort(nodeIPs[i], strconv.Itoa(ctlPort)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -379,7 +387,7 @@ quit
 			}
 			// Claims to be client A, to use A's pinholes.
 			h := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.TCPv4,
-				SourceAddr:      &net.TCPAddr{IP: net.ParseIP(cliA4), Port: 40000},
+				SourceAddr:      &net.TCPAddr{IP: net.ParseIP(cluA), Port: 40000},
 				DestinationAddr: &net.TCPAddr{IP: net.ParseIP(lbIP), Port: lbCtlPort}}
 			if _, err := h.WriteTo(conn); err != nil {
 				t.Fatal(err)
@@ -389,7 +397,7 @@ quit
 				t.Fatalf("forged header: server answered %q", l)
 			}
 			n.waitLog(fmt.Sprintf("client=%s reason=\"PROXY header from an address not in proxy_protocol\"", conn.LocalAddr()), 10*time.Second)
-			if countLines(n.log.String(), "session start", "client="+cliA4+":40000") != 0 {
+			if countLines(n.log.String(), "session start", "client="+cluA+":40000") != 0 {
 				t.Fatal("the forged address became a session's client")
 			}
 		}
@@ -412,7 +420,7 @@ quit
 
 	t.Run("banned client refused after its header", func(t *testing.T) {
 		for _, n := range c.nodes {
-			n.mustRun(10*time.Second, ftpsdBin, "ban", "add", cliC4, "10m", "-c", n.cfgPath)
+			n.mustRun(10*time.Second, ftpsdBin, "ban", "add", cluC, "10m", "-c", n.cfgPath)
 		}
 		// Each node learns an operator's ban from its table within a
 		// check (2 s); then every connection of C through the balancer is
@@ -423,7 +431,7 @@ quit
 			if time.Now().After(deadline) {
 				t.Fatal("the banned client was still greeted through the balancer after 30s")
 			}
-			conn, err := n0dial(c, cliC4)
+			conn, err := n0dial(c, cluC)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -439,7 +447,7 @@ quit
 		}
 		// Others are still served, through either node.
 		for range 2 {
-			c.client(cliA4, "alice").Quit()
+			c.client(cluA, "alice").Quit()
 		}
 	})
 
@@ -454,13 +462,13 @@ quit
 			t.Fatalf("%d xferlog lines for the transfers above:\n%s", len(lines), all.String())
 		}
 		for _, l := range lines {
-			if f := strings.Fields(l); len(f) < 7 || f[6] != cliA4 {
-				t.Errorf("xferlog line does not name client %s: %q", cliA4, l)
+			if f := strings.Fields(l); len(f) < 7 || f[6] != cluA {
+				t.Errorf("xferlog line does not name client %s: %q", cluA, l)
 			}
 		}
 		logs := c.logs()
-		if n := countLines(logs, "msg=transfer", "client="+cliA4+":"); n < 8 {
-			t.Errorf("%d transfer log lines name client %s", n, cliA4)
+		if n := countLines(logs, "msg=transfer", "client="+cluA+":"); n < 8 {
+			t.Errorf("%d transfer log lines name client %s", n, cluA)
 		}
 		if n := countLines(logs, "msg=transfer", "client="+lbSrcIP+":"); n != 0 {
 			t.Errorf("%d transfer log lines name the balancer", n)
@@ -508,6 +516,11 @@ func checkFallback(t *testing.T, what, out string, steps ...string) {
 	}
 	if !found {
 		t.Fatalf("%s: PASV named %s, not a node", what, ip)
+	}
+	// curl: "Connecting to 10.0.0.10 (10.0.0.10) port P"; lftp:
+	// "Connecting data socket to (10.0.0.10) port P".
+	if !strings.Contains(out[at:], ip+") port") {
+		t.Fatalf("%s: the data connection did not go to %s, the node PASV named:\n%s", what, ip, out)
 	}
 }
 
