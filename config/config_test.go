@@ -654,6 +654,17 @@ func TestValidVariants(t *testing.T) {
 			"[[user]]\nname = \"b\"\npassword_hash = \"$2y$" + testHash()[4:] + "\"\nroot = \"{root}\"\n", nil},
 		{"users as inline array", "user = [{ name = \"a\", password_hash = \"{hash}\", root = \"{root}\" }]\n", nil},
 		{"public_host IPv4", "[server]\npublic_host = \"192.0.2.10\"\n" + oneUser, nil},
+		{"proxy_protocol empty is off", "[server]\nproxy_protocol = []\n" + oneUser, func(t *testing.T, c *Config) {
+			if len(c.Server.ProxyProtocol) != 0 {
+				t.Errorf("proxy_protocol %v", c.Server.ProxyProtocol)
+			}
+		}},
+		{"proxy_protocol everything, both families", "[server]\nproxy_protocol = [\"0.0.0.0/0\", \"::/0\", \"fd00::5\"]\n" + oneUser, func(t *testing.T, c *Config) {
+			want := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"), netip.MustParsePrefix("fd00::5/128")}
+			if !reflect.DeepEqual(c.Server.ProxyProtocol, want) {
+				t.Errorf("proxy_protocol %v, want %v", c.Server.ProxyProtocol, want)
+			}
+		}},
 		{"session reuse off for all, on for one", "[tls]\nrequire_session_reuse = false\n" + oneUser +
 			"\n[[user]]\nname = \"b\"\npassword_hash = \"{hash}\"\nroot = \"{root}\"\nrequire_session_reuse = true\n", func(t *testing.T, c *Config) {
 			if c.TLS.RequireSessionReuse || c.Users[0].RequireSessionReuse || !c.Users[1].RequireSessionReuse {
