@@ -69,7 +69,7 @@ func (s *Server) closeBanned(conn net.Conn) {
 // or one restored at start): logged, handed to the firewall if it holds
 // bans, open sessions from it closed, new connections refused at accept.
 func (s *Server) AddBan(prefix netip.Prefix, d time.Duration, reason string) {
-	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason)
+	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason, nil)
 }
 
 // RemoveBan lifts the in-process ban of exactly prefix; it reports whether
@@ -89,14 +89,18 @@ func (sess *session) failure(weight int, what string) time.Duration {
 	s := sess.srv
 	delay, b := s.bans.Fail(sess.clientIP, weight, what, time.Now())
 	if b != nil {
-		s.enforceBan(*b, fmt.Sprintf("%s (%d failed logins' worth within %s)", what, s.cfg.Ban.MaxFailures, s.cfg.Ban.Window))
+		s.enforceBan(*b, fmt.Sprintf("%s (%d failed logins' worth within %s)", what, s.cfg.Ban.MaxFailures, s.cfg.Ban.Window), sess)
 	}
 	return delay
 }
 
 // enforceBan logs the ban once, hands it to the firewall if it can hold
-// bans, and closes the source's open sessions.
-func (s *Server) enforceBan(b ban.Ban, reason string) {
+// bans, and closes the source's open sessions except cause, the session
+// whose failure decided the ban: ftpserverlib ends that one itself after
+// its 530 (a failed PASS disconnects), and closing it from here as well
+// would race with that disconnect (ftpserverlib's clientHandler.disconnect
+// is not safe for concurrent calls) and cut the 530.
+func (s *Server) enforceBan(b ban.Ban, reason string, cause *session) {
 	d := time.Until(b.Until).Round(time.Second)
 	s.log.Warn("ban", "source", b.Prefix.String(), "reason", reason, "duration", d.String())
 	if fb, ok := firewallAs[Banner](s.fw); ok {
@@ -105,7 +109,7 @@ func (s *Server) enforceBan(b ban.Ban, reason string) {
 		}
 	}
 	for _, sess := range s.liveSessions() {
-		if b.Prefix.Contains(sess.clientIP) {
+		if sess != cause && b.Prefix.Contains(sess.clientIP) {
 			go sess.close()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -86,6 +87,16 @@ func proxyServer(t *testing.T, headerTimeout time.Duration, set func(*config.Con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		// The clients' connections are closed by now (their cleanups run
+		// first). Let their sessions end by themselves before Shutdown
+		// closes what is left: ftpserverlib's clientHandler.Close races with
+		// a session's own disconnect (its connClosed flag is unguarded).
+		for range 1000 {
+			if s.Sessions() == 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s.Shutdown(ctx)
@@ -464,5 +475,41 @@ func TestHeaderStart(t *testing.T) {
 		if m != tc.match || u != tc.undecided {
 			t.Errorf("headerStart(%q) = %v, %v; want %v, %v", tc.in, m, u, tc.match, tc.undecided)
 		}
+	}
+}
+
+// Failed logins through the balancer count against, and ban, the header's
+// client: the balancer itself and other clients behind it go on.
+func TestProxyFailedLoginsBanHeaderClient(t *testing.T) {
+	f := proxyServer(t, 0, func(c *config.Config) { c.Ban.MaxFailures = 2 })
+	// ftpserverlib ends the connection after a failed PASS: one each.
+	for i := range 2 {
+		c := dialFrom(t, balancerIP, f.explicit)
+		c.Write(header(t, 2, fmt.Sprintf("192.0.2.44:%d", 1000+i)))
+		r := bufio.NewReader(c)
+		reply(t, r)
+		if got := command(t, c, r, "AUTH TLS"); !strings.HasPrefix(got, "234 ") {
+			t.Fatalf("AUTH TLS = %q", got)
+		}
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		tr := bufio.NewReader(tc)
+		command(t, tc, tr, "USER u")
+		if got := command(t, tc, tr, "PASS wrong"); !strings.HasPrefix(got, "530 ") {
+			t.Fatalf("wrong password %d: %q", i+1, got)
+		}
+	}
+	bans := f.s.Bans()
+	if len(bans) != 1 || bans[0].Prefix != netip.MustParsePrefix("192.0.2.44/32") {
+		t.Fatalf("bans %+v, want the header's client only", bans)
+	}
+	f.waitLog(t, "msg=ban", "source=192.0.2.44/32")
+	again := dialFrom(t, balancerIP, f.explicit)
+	again.Write(header(t, 2, "192.0.2.44:1002"))
+	mustClose(t, again, "banned client's next connection")
+	other := dialFrom(t, balancerIP, f.explicit)
+	other.Write(header(t, 2, "192.0.2.45:1000"))
+	ro := bufio.NewReader(other)
+	if got := reply(t, ro); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("another client behind the same balancer: %q", got)
 	}
 }
