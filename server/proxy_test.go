@@ -215,34 +215,40 @@ func (f *proxyFixture) waitLog(t *testing.T, subs ...string) {
 }
 
 // A trusted balancer's header (v1 or v2) makes the header's client the
-// session's client; EPSV is refused and not advertised, PASV stays.
+// session's client; EPSV is refused and not advertised for IPv4 clients
+// (PASV names the node), kept for IPv6 ones (PASV cannot name IPv6).
 func TestProxyTrustedWithHeader(t *testing.T) {
 	f := proxyServer(t, 0, nil)
 	for _, tc := range []struct {
 		version byte
 		client  string
-	}{{2, "192.0.2.7:40000"}, {1, "192.0.2.8:40001"}} {
+	}{{2, "192.0.2.7:40000"}, {1, "192.0.2.8:40001"}, {2, "[2001:db8::7]:40002"}} {
 		c := dialFrom(t, balancerIP, f.explicit)
 		if _, err := c.Write(header(t, tc.version, tc.client)); err != nil {
 			t.Fatal(err)
 		}
 		r := bufio.NewReader(c)
 		if got := reply(t, r); !strings.HasPrefix(got, "220 ") {
-			t.Fatalf("v%d: greeting %q", tc.version, got)
+			t.Fatalf("%s: greeting %q", tc.client, got)
 		}
-		ip, _, _ := net.SplitHostPort(tc.client)
-		sess := f.session(t, ip)
-		if !sess.proxied || sess.clientKey != netip.MustParsePrefix(ip+"/32") {
-			t.Fatalf("v%d: session proxied=%v key=%v", tc.version, sess.proxied, sess.clientKey)
+		ap := netip.MustParseAddrPort(tc.client)
+		sess := f.session(t, ap.Addr().String())
+		if !sess.proxied || !sess.clientKey.Contains(ap.Addr()) {
+			t.Fatalf("%s: session proxied=%v key=%v", tc.client, sess.proxied, sess.clientKey)
 		}
-		if got := command(t, c, r, "EPSV"); !strings.HasPrefix(got, "502 ") {
-			t.Errorf("v%d: EPSV through the balancer = %q, want 502", tc.version, got)
-		}
-		if got := command(t, c, r, "EPSV ALL"); !strings.HasPrefix(got, "502 ") {
-			t.Errorf("v%d: EPSV ALL through the balancer = %q, want 502", tc.version, got)
-		}
-		if got := command(t, c, r, "FEAT"); strings.Contains(got, "EPSV") || !strings.Contains(got, "MLST") {
-			t.Errorf("v%d: FEAT through the balancer:\n%s", tc.version, got)
+		epsv, feat := command(t, c, r, "EPSV"), command(t, c, r, "FEAT")
+		if ap.Addr().Is4() {
+			if !strings.HasPrefix(epsv, "502 ") {
+				t.Errorf("%s: EPSV through the balancer = %q, want 502", tc.client, epsv)
+			}
+			if got := command(t, c, r, "EPSV ALL"); !strings.HasPrefix(got, "502 ") {
+				t.Errorf("%s: EPSV ALL through the balancer = %q, want 502", tc.client, got)
+			}
+			if strings.Contains(feat, "EPSV") || !strings.Contains(feat, "MLST") {
+				t.Errorf("%s: FEAT through the balancer:\n%s", tc.client, feat)
+			}
+		} else if strings.HasPrefix(epsv, "502 ") || !strings.Contains(feat, " EPSV") {
+			t.Errorf("%s: IPv6 client lost EPSV: %q\n%s", tc.client, epsv, feat)
 		}
 		f.waitLog(t, "session start", "client="+tc.client, "via="+c.LocalAddr().String())
 	}

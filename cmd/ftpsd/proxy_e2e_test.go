@@ -48,7 +48,9 @@ type clusterOpts struct {
 	// roots are the users' roots every node shares (e.g. s3://... once a
 	// node can take them); default a local folder per user, shared.
 	roots map[string]string
-	// node adjusts node i's options (0-based), e.g. extra TOML.
+	// node adjusts node i's options (0-based) before it starts: append
+	// tables to o.extra (it already holds the node's [log] xferlog), keys
+	// to o.serverExtra.
 	node func(i int, o *serverOpts)
 }
 
