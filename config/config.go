@@ -39,6 +39,9 @@ type Server struct {
 	DataTimeout     time.Duration // data connection arrival and transfer stall limit; default 30s, > 0
 	RunAs           string        // account to switch to after start-up; "" = stay as started
 	Umask           os.FileMode   // for files and directories created over FTP; default 022
+	// ProxyProtocol lists the balancers trusted to send a PROXY protocol
+	// header (masked prefixes); empty = PROXY protocol off (the default).
+	ProxyProtocol []netip.Prefix
 }
 
 // TLS says where the certificate comes from and how strict the server is.

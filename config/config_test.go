@@ -173,6 +173,14 @@ func TestErrors(t *testing.T) {
 			key: "ban.duration", msg: "invalid duration"},
 		{name: "ban/allow not a CIDR", toml: "[ban]\nallow = [\"10.0.0.0/8\", \"example.com\"] # <-\n" + oneUser,
 			key: "ban.allow", msg: `"example.com" is not an address or CIDR`},
+		{name: "server/proxy_protocol not a CIDR", toml: "[server]\nproxy_protocol = [\"10.0.0.0/8\", \"lb.example\"] # <-\n" + oneUser,
+			key: "server.proxy_protocol", msg: `"lb.example" is not an address or CIDR`},
+		{name: "server/proxy_protocol bad length", toml: "[server]\nproxy_protocol = [\"10.0.0.0/40\"] # <-\n" + oneUser,
+			key: "server.proxy_protocol", msg: "the balancers that send the PROXY header"},
+		{name: "server/proxy_protocol not a list", toml: "[server]\nproxy_protocol = \"10.0.0.0/8\" # <-\n" + oneUser,
+			key: "server.proxy_protocol", msg: "must be an array of strings"},
+		{name: "server/proxy_protocol number", toml: "[server]\nproxy_protocol = [10] # <-\n" + oneUser,
+			key: "server.proxy_protocol", msg: "element 1 must be a string"},
 		{name: "ban/allow bad length", toml: "[ban]\nallow = [\"10.0.0.0/33\"] # <-\n" + oneUser,
 			key: "ban.allow", msg: "not an address or CIDR"},
 		{name: "ban/ipv6_prefix too long", toml: "[ban]\nipv6_prefix = 129 # <-\n" + oneUser,
@@ -454,6 +462,7 @@ idle_timeout = "10m"
 data_timeout = "15s"
 run_as = "nobody"
 umask = "027"
+proxy_protocol = ["10.0.0.7/8", "192.0.2.9", "2001:db8:aa::/48", "::ffff:198.51.100.0/120"]
 
 [tls]
 cert_file = "tls/cert.pem"
@@ -514,6 +523,8 @@ require_session_reuse = true
 			DataTimeout:     15 * time.Second,
 			RunAs:           "nobody",
 			Umask:           0o027,
+			ProxyProtocol: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.9/32"),
+				netip.MustParsePrefix("2001:db8:aa::/48"), netip.MustParsePrefix("198.51.100.0/24")},
 		},
 		TLS: TLS{
 			CertFile:   filepath.Join(f.dir, "tls/cert.pem"),
@@ -643,6 +654,17 @@ func TestValidVariants(t *testing.T) {
 			"[[user]]\nname = \"b\"\npassword_hash = \"$2y$" + testHash()[4:] + "\"\nroot = \"{root}\"\n", nil},
 		{"users as inline array", "user = [{ name = \"a\", password_hash = \"{hash}\", root = \"{root}\" }]\n", nil},
 		{"public_host IPv4", "[server]\npublic_host = \"192.0.2.10\"\n" + oneUser, nil},
+		{"proxy_protocol empty is off", "[server]\nproxy_protocol = []\n" + oneUser, func(t *testing.T, c *Config) {
+			if len(c.Server.ProxyProtocol) != 0 {
+				t.Errorf("proxy_protocol %v", c.Server.ProxyProtocol)
+			}
+		}},
+		{"proxy_protocol everything, both families", "[server]\nproxy_protocol = [\"0.0.0.0/0\", \"::/0\", \"fd00::5\"]\n" + oneUser, func(t *testing.T, c *Config) {
+			want := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"), netip.MustParsePrefix("fd00::5/128")}
+			if !reflect.DeepEqual(c.Server.ProxyProtocol, want) {
+				t.Errorf("proxy_protocol %v, want %v", c.Server.ProxyProtocol, want)
+			}
+		}},
 		{"session reuse off for all, on for one", "[tls]\nrequire_session_reuse = false\n" + oneUser +
 			"\n[[user]]\nname = \"b\"\npassword_hash = \"{hash}\"\nroot = \"{root}\"\nrequire_session_reuse = true\n", func(t *testing.T, c *Config) {
 			if c.TLS.RequireSessionReuse || c.Users[0].RequireSessionReuse || !c.Users[1].RequireSessionReuse {

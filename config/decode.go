@@ -29,7 +29,7 @@ import (
 // to what was probably meant. The readers below are what accept keys;
 // TestSchemaMatchesReaders keeps the two in step.
 var schema = map[string][]string{
-	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask"},
+	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask", "proxy_protocol"},
 	"tls":      {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
 	"passive":  {"ports", "max_per_ip"},
 	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
@@ -331,6 +331,7 @@ func (d *decoder) server(t *table, s *Server) {
 	t.duration(&s.IdleTimeout, "idle_timeout")
 	t.duration(&s.DataTimeout, "data_timeout")
 	d.service(t, s)
+	d.proxyProtocol(t, s)
 	t.done()
 }
 

@@ -298,3 +298,28 @@ func (fw *NFTables) syncBans(conn *nftables.Conn) {
 		}
 	}
 }
+
+// Banned reports whether a is inside a prefix this table bans: ftpsd's own
+// bans and, from the periodic check (every 2 s), those added by `ftpsd ban
+// add`. The server asks it for clients whose address only a PROXY header
+// names: the kernel sees the balancer's address on such a connection, so
+// the ban sets cannot drop it.
+func (fw *NFTables) Banned(a netip.Addr) bool {
+	a = a.Unmap()
+	if !a.IsValid() {
+		return false
+	}
+	now := time.Now()
+	fw.banMu.Lock()
+	defer fw.banMu.Unlock()
+	if len(fw.bans) == 0 {
+		return false
+	}
+	// One lookup per prefix length: cheap whatever the number of bans.
+	for bits := a.BitLen(); bits >= 0; bits-- {
+		if b, ok := fw.bans[netip.PrefixFrom(a, bits).Masked()]; ok && b.deadline.After(now) {
+			return true
+		}
+	}
+	return false
+}

@@ -189,3 +189,37 @@ func TestDecodeIntervals(t *testing.T) {
 		}
 	}
 }
+
+// Banned answers for ftpsd's own bans at once and learns an operator's
+// (`ftpsd ban add`, another process) from the periodic check: the server
+// asks it for clients whose address only a PROXY header names.
+func TestBannedAddress(t *testing.T) {
+	ns := testns.New(t)
+	fw := setup(t, ns, Config{PortMin: 50000, PortMax: 50999, CheckInterval: 100 * time.Millisecond})
+	if err := fw.Ban(pfx("192.0.2.0/24"), time.Hour, "own"); err != nil {
+		t.Fatal(err)
+	}
+	for a, want := range map[string]bool{"192.0.2.9": true, "::ffff:192.0.2.10": true, "192.0.3.1": false, "2001:db8::5": false} {
+		if got := fw.Banned(addr(a)); got != want {
+			t.Errorf("Banned(%s) = %v, want %v", a, got, want)
+		}
+	}
+	cli, err := Attach(Config{NetNSFd: ns.FD()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.Ban(pfx("2001:db8::/48"), time.Hour, "by hand"); err != nil {
+		t.Fatal(err)
+	}
+	cli.Release()
+	deadline := time.Now().Add(20 * time.Second)
+	for !fw.Banned(addr("2001:db8:0:7::5")) {
+		if time.Now().After(deadline) {
+			t.Fatal("an operator's ban never reached Banned")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fw.Banned(addr("2001:db9::5")) {
+		t.Error("address outside the operator's ban reported banned")
+	}
+}

@@ -41,6 +41,11 @@ func (c *ctlConn) intercept(line []byte) (bool, error) {
 			return true, c.reply(503, "EPSV ALL is in effect: use EPSV")
 		}
 	case "EPSV":
+		if c.sess.noEPSV() {
+			// A 5xx makes clients (curl, lftp) fall back to PASV, whose
+			// reply names this node (public_host).
+			return true, c.reply(502, "EPSV is off behind a load balancer (its reply names no address, so the data connection would go to the balancer): use PASV")
+		}
 		return c.epsv(param)
 	case "OPTS":
 		return c.opts(param)
@@ -144,6 +149,13 @@ func (c *ctlConn) epsv(param string) (bool, error) {
 	return true, c.reply(501, "EPSV takes ALL, 1 or 2")
 }
 
+// noEPSV reports whether EPSV is refused: for an IPv4 client that came
+// through a balancer. EPSV's reply carries only a port, so the client would
+// open its data connection to the address it sent the command to, the
+// balancer. (An IPv6 client has no PASV; it keeps EPSV, which works where
+// the balancer forwards each node's passive range to that node.)
+func (sess *session) noEPSV() bool { return sess.proxied && sess.clientIP.Is4() }
+
 // features is FEAT's list, one line each. Active mode is off, so neither
 // EPRT nor PORT appears; MLST names its facts, which is what makes lftp
 // (and others) use MLSD.
@@ -152,8 +164,11 @@ func (c *ctlConn) features() []string {
 	if !c.sess.implicit {
 		f = append(f, "AUTH TLS")
 	}
-	f = append(f, "PBSZ", "PROT", "UTF8", "CLNT", "SIZE", "MDTM", "MFMT", "REST STREAM", "EPSV", "MLSD",
-		"MLST "+factList(allFacts, c.sess.facts()), "HASH "+hashList(c.state.hash))
+	f = append(f, "PBSZ", "PROT", "UTF8", "CLNT", "SIZE", "MDTM", "MFMT", "REST STREAM")
+	if !c.sess.noEPSV() {
+		f = append(f, "EPSV")
+	}
+	f = append(f, "MLSD", "MLST "+factList(allFacts, c.sess.facts()), "HASH "+hashList(c.state.hash))
 	return f
 }
 

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"github.com/ftpsd/ftpsd/nft"
 	"net"
 	"net/netip"
 	"runtime"
@@ -53,19 +52,24 @@ func (s *Server) refuseBanned(conn net.Conn) bool {
 	if _, banned := s.bans.Banned(remoteIP(conn), time.Now()); !banned {
 		return false
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	s.closeBanned(conn)
+	return true
+}
+
+// closeBanned closes a banned source's connection with an RST and counts it.
+func (s *Server) closeBanned(conn net.Conn) {
+	if tc, ok := tcpConn(conn); ok {
 		tc.SetLinger(0)
 	}
 	conn.Close()
 	s.refused.Add(1)
-	return true
 }
 
 // AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
 // or one restored at start): logged, handed to the firewall if it holds
 // bans, open sessions from it closed, new connections refused at accept.
 func (s *Server) AddBan(prefix netip.Prefix, d time.Duration, reason string) {
-	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason)
+	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason, nil)
 }
 
 // RemoveBan lifts the in-process ban of exactly prefix; it reports whether
@@ -85,39 +89,27 @@ func (sess *session) failure(weight int, what string) time.Duration {
 	s := sess.srv
 	delay, b := s.bans.Fail(sess.clientIP, weight, what, time.Now())
 	if b != nil {
-		s.enforceBan(*b, fmt.Sprintf("%s (%d failed logins' worth within %s)", what, s.cfg.Ban.MaxFailures, s.cfg.Ban.Window))
+		s.enforceBan(*b, fmt.Sprintf("%s (%d failed logins' worth within %s)", what, s.cfg.Ban.MaxFailures, s.cfg.Ban.Window), sess)
 	}
 	return delay
 }
 
-// banner finds the Banner behind fw, looking through decorators (such as
-// the metrics' timing wrapper) that say what they wrap.
-func banner(fw nft.Firewall) (Banner, bool) {
-	for fw != nil {
-		if b, ok := fw.(Banner); ok {
-			return b, true
-		}
-		u, ok := fw.(interface{ Unwrap() nft.Firewall })
-		if !ok {
-			return nil, false
-		}
-		fw = u.Unwrap()
-	}
-	return nil, false
-}
-
 // enforceBan logs the ban once, hands it to the firewall if it can hold
-// bans, and closes the source's open sessions.
-func (s *Server) enforceBan(b ban.Ban, reason string) {
+// bans, and closes the source's open sessions except cause, the session
+// whose failure decided the ban: ftpserverlib ends that one itself after
+// its 530 (a failed PASS disconnects), and closing it from here as well
+// would race with that disconnect (ftpserverlib's clientHandler.disconnect
+// is not safe for concurrent calls) and cut the 530.
+func (s *Server) enforceBan(b ban.Ban, reason string, cause *session) {
 	d := time.Until(b.Until).Round(time.Second)
 	s.log.Warn("ban", "source", b.Prefix.String(), "reason", reason, "duration", d.String())
-	if fb, ok := banner(s.fw); ok {
+	if fb, ok := firewallAs[Banner](s.fw); ok {
 		if err := fb.Ban(b.Prefix, d, reason); err != nil {
 			s.log.Error("firewall ban failed; the accept loop still refuses the source", "source", b.Prefix.String(), "err", err)
 		}
 	}
 	for _, sess := range s.liveSessions() {
-		if b.Prefix.Contains(sess.clientIP) {
+		if sess != cause && b.Prefix.Contains(sess.clientIP) {
 			go sess.close()
 		}
 	}

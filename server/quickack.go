@@ -18,7 +18,7 @@ const quickAckBytes = 256 << 10
 // The flag does not stick (the kernel drops back to delayed ACKs by
 // itself), hence it is re-armed before each read while the stream is young.
 func quickAck(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := tcpConn(c)
 	if !ok {
 		return
 	}

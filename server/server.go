@@ -44,6 +44,8 @@ type Server struct {
 	refused        atomic.Uint64 // connections from banned sources closed at accept
 	stopExpireOnce sync.Once
 
+	proxyTimeout time.Duration // tests: the PROXY header timeout, else proxyHeaderTimeout
+
 	nextID atomic.Uint64
 
 	mu        sync.Mutex
@@ -252,7 +254,36 @@ func (s *Server) acceptLoop(ln net.Listener, implicit bool) {
 }
 
 // admit applies the global limits; it returns a refusal text or "".
-func (s *Server) admit(src netip.Prefix) string {
+// reserved says the max_clients slot is already taken (reserve).
+func (s *Server) admit(src netip.Prefix, reserved bool) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refusal := ""
+	switch {
+	case s.closing:
+		refusal = "Server shutting down"
+	case !reserved && s.admitted >= s.cfg.Server.MaxClients:
+		refusal = "Too many users, try again later"
+	case s.perIP[src] >= s.cfg.Server.MaxClientsPerIP:
+		refusal = "Too many connections from your address"
+	}
+	if refusal != "" {
+		if reserved {
+			s.admitted--
+		}
+		return refusal
+	}
+	if !reserved {
+		s.admitted++
+	}
+	s.perIP[src]++
+	return ""
+}
+
+// reserve takes a max_clients slot for a connection whose client is not
+// known yet (its PROXY header is still to be read); admit completes it,
+// unreserve gives it back.
+func (s *Server) reserve() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -260,36 +291,78 @@ func (s *Server) admit(src netip.Prefix) string {
 		return "Server shutting down"
 	case s.admitted >= s.cfg.Server.MaxClients:
 		return "Too many users, try again later"
-	case s.perIP[src] >= s.cfg.Server.MaxClientsPerIP:
-		return "Too many connections from your address"
 	}
 	s.admitted++
-	s.perIP[src]++
 	return ""
 }
 
-func (s *Server) handle(conn net.Conn, implicit bool) {
-	ip := remoteIP(conn)
-	conn = ackConn{conn}
-	src := s.bans.Source(ip)
-	refusal := s.admit(src)
-	if refusal != "" && implicit {
-		// A refusal over implicit TLS would cost a handshake per refused
-		// connection, which is what a flood wants; just close.
-		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
-		conn.Close()
-		return
-	}
-	if refusal != "" {
-		s.log.Warn("connection refused", "client", conn.RemoteAddr().String(), "reason", refusal)
+func (s *Server) unreserve() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.admitted--
+}
+
+// refuse closes a connection the limits refused: over explicit FTPS with a
+// 421 saying why, over implicit TLS at once (a refusal there would cost a
+// handshake per refused connection, which is what a flood wants).
+func (s *Server) refuse(conn net.Conn, implicit bool, client, refusal string) {
+	s.log.Warn("connection refused", "client", client, "reason", refusal)
+	if !implicit {
 		conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		fmt.Fprintf(conn, "421 %s.\r\n", refusal)
-		conn.Close()
+	}
+	conn.Close()
+}
+
+func (s *Server) handle(conn net.Conn, implicit bool) {
+	peer := conn.RemoteAddr().String()
+	via := "" // the balancer, for a connection that came through one
+	reserved := false
+	var sniff *sniffConn
+	switch {
+	case s.trusted(remoteIP(conn)):
+		// See proxy.go: the slot bounds connections waiting for a header.
+		if refusal := s.reserve(); refusal != "" {
+			s.refuse(conn, implicit, peer, refusal)
+			return
+		}
+		pc, local, refusal := s.readProxyHeader(conn)
+		switch {
+		case refusal != "":
+			s.log.Warn("connection refused", "client", peer, "reason", refusal)
+			conn.Close()
+			s.unreserve()
+			return
+		case local:
+			s.healthCheck(pc, implicit, peer)
+			s.unreserve()
+			return
+		}
+		conn, via, reserved = pc, peer, true
+		// The kernel's ban sets saw only the balancer: refuse a banned
+		// client here, as the accept loop refuses a banned direct one.
+		if s.bannedClient(remoteIP(conn)) {
+			s.closeBanned(conn)
+			s.unreserve()
+			return
+		}
+	case s.proxyOn():
+		sniff = &sniffConn{Conn: conn, timeout: s.headerTimeout(), onHeader: func() {
+			s.log.Warn("connection refused", "client", peer, "reason", "PROXY header from an address not in proxy_protocol")
+		}}
+		conn = sniff
+	}
+	ip := remoteIP(conn)
+	client := conn.RemoteAddr().String()
+	conn = ackConn{conn}
+	src := s.bans.Source(ip)
+	if refusal := s.admit(src, reserved); refusal != "" {
+		s.refuse(conn, implicit, client, refusal)
 		return
 	}
 	bind, err := s.newBinding()
 	if err != nil {
-		s.log.Error("connection refused", "client", conn.RemoteAddr().String(), "err", err)
+		s.log.Error("connection refused", "client", client, "err", err)
 		conn.Close()
 		s.leave(src)
 		return
@@ -298,8 +371,10 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		tconn := tls.Server(conn, bind.control)
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
-			s.observer().TLSFailure("implicit")
-			s.log.Warn("TLS handshake failed", "conn", "implicit", "client", conn.RemoteAddr().String(), "reason", tlsReason(err))
+			if sniff == nil || !sniff.refused { // a refused header was logged as such
+				s.observer().TLSFailure("implicit")
+				s.log.Warn("TLS handshake failed", "conn", "implicit", "client", client, "reason", tlsReason(err))
+			}
 			conn.Close()
 			s.leave(src)
 			return
@@ -307,7 +382,7 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		conn.SetDeadline(time.Time{})
 		conn = tconn
 	}
-	s.runSession(conn, ip, src, bind, implicit)
+	s.runSession(conn, ip, src, bind, implicit, via)
 }
 
 // leave releases what admit took.

@@ -30,6 +30,7 @@ type session struct {
 	closing   chan struct{} // closed when the session is being closed
 	bind      *binding
 	implicit  bool
+	proxied   bool // came through a balancer (PROXY header): clientIP is the header's
 	log       *slog.Logger
 	ln        *oneShot
 	endOnce   sync.Once
@@ -61,8 +62,10 @@ var (
 	_ ftpserver.MainDriverExtensionQuitMessage    = (*session)(nil)
 )
 
-func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind *binding, implicit bool) {
+// via is the balancer the connection came through ("" for a direct one).
+func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind *binding, implicit bool, via string) {
 	sess := &session{
+		proxied:   via != "",
 		bind:      bind,
 		srv:       s,
 		id:        s.nextID.Add(1),
@@ -79,7 +82,11 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind
 	sess.ln = newOneShot(newCtlConn(conn, sess))
 	sess.log = s.log.With("session", sess.id, "client", conn.RemoteAddr().String())
 	s.register(sess)
-	sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
+	if via != "" {
+		sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String(), "via", via)
+	} else {
+		sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
+	}
 
 	ftp := ftpserver.NewFtpServer(sess)
 	// See libHandler for what is kept of ftpserverlib's log.

@@ -87,6 +87,13 @@ type serverOpts struct {
 	mark           string   // [firewall] mark, default none
 	extra          string   // appended TOML
 	prefix         []string // command line ftpsd's own is appended to (e.g. unshare ...)
+
+	// For several servers in one namespace (a cluster behind a balancer):
+	host        string            // control listeners' address, default all ("[::]")
+	table       string            // [firewall] table, default "ftpsd"
+	publicHost  string            // [server] public_host, default none
+	serverExtra string            // TOML lines added to [server]
+	roots       map[string]string // users' roots (any string config accepts); default a folder per user in the server's dir
 }
 
 type ftpsd struct {
@@ -98,7 +105,8 @@ type ftpsd struct {
 	log     *syncBuffer
 	stdout  *syncBuffer
 	done    chan struct{}
-	ctl     int // control port start waits for; default ctlPort
+	ctl     int    // control port start waits for; default ctlPort
+	host    string // control address start waits on; default srvIP4
 	prefix  []string
 	env     []string // added to ftpsd's environment
 	wrap    []string // a command ftpsd is started through (e.g. setpriv)
@@ -152,15 +160,17 @@ func writeConfig(t *testing.T, dir string, o serverOpts) string {
 		maxClients = 2000
 	}
 	hashes := hashOnce()
+	host := def(o.host, "[::]")
 	var b strings.Builder
 	fmt.Fprintf(&b, `[server]
-listen = ["[::]:%d"]
-implicit_listen = ["[::]:%d"]
+listen = ["%s:%d"]
+implicit_listen = ["%s:%d"]
+public_host = %q
 max_clients = %d
 max_clients_per_ip = %d
 idle_timeout = %q
 data_timeout = %q
-
+%s
 [tls]
 require = %v
 
@@ -169,18 +179,22 @@ ports = %q
 
 [firewall]
 mode = %q
+table = %q
 pinhole_timeout = %q
 mark = %q
 
 [storage]
 state_dir = %q
-`, ctlPort, impPort, maxClients, perIP, def(o.idleTimeout, "1m"), def(o.dataTimeout, "5s"), require,
-		def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.pinholeTimeout, "5s"), o.mark,
-		filepath.Join(dir, "state"))
+`, host, ctlPort, host, impPort, o.publicHost, maxClients, perIP, def(o.idleTimeout, "1m"), def(o.dataTimeout, "5s"),
+		o.serverExtra, require, def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.table, "ftpsd"),
+		def(o.pinholeTimeout, "5s"), o.mark, filepath.Join(dir, "state"))
 	for _, u := range []string{"alice", "reader"} {
-		root := filepath.Join(dir, u)
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			t.Fatal(err)
+		root, given := o.roots[u]
+		if !given {
+			root = filepath.Join(dir, u)
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		fmt.Fprintf(&b, "\n[[user]]\nname = %q\npassword_hash = %q\nroot = %q\nread_only = %v\n",
 			u, hashes[u], root, u == "reader")
@@ -197,7 +211,7 @@ state_dir = %q
 func startFTPSD(t *testing.T, ns *testns.NS, o serverOpts) *ftpsd {
 	t.Helper()
 	dir := t.TempDir()
-	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, o), prefix: o.prefix}
+	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, o), prefix: o.prefix, host: o.host}
 	s.start()
 	return s
 }
@@ -239,7 +253,11 @@ func (s *ftpsd) start(args ...string) {
 		if port == 0 {
 			port = ctlPort
 		}
-		c, err := s.dial(srvIP4, 200*time.Millisecond)("tcp", net.JoinHostPort(srvIP4, fmt.Sprint(port)))
+		host := srvIP4
+		if s.host != "" && s.host != "[::]" {
+			host = s.host
+		}
+		c, err := s.dial(srvIP4, 200*time.Millisecond)("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
 		if err == nil {
 			c.Close()
 			return

@@ -29,6 +29,10 @@ type Client struct {
 	Private bool
 	// Timeout bounds each reply and data operation.
 	Timeout time.Duration
+	// UsePASV makes transfers use PASV and dial the address its reply
+	// names, as clients do behind a load balancer (where the control
+	// connection's host is the balancer); otherwise EPSV and the control host.
+	UsePASV bool
 }
 
 // Reply is a server reply.
@@ -225,10 +229,13 @@ func (c *Client) PASV() (string, int, error) {
 
 // DialData opens the data connection to port on the control host; it is
 // TLS-wrapped after PROT P (the handshake runs on first use).
-func (c *Client) DialData(port int) (net.Conn, error) {
-	conn, err := c.dial("tcp", net.JoinHostPort(c.host, strconv.Itoa(port)))
+func (c *Client) DialData(port int) (net.Conn, error) { return c.DialDataAt(c.host, port) }
+
+// DialDataAt is DialData to another host (the one a PASV reply names).
+func (c *Client) DialDataAt(host string, port int) (net.Conn, error) {
+	conn, err := c.dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
-		return nil, fmt.Errorf("dial data port %d: %w", port, err)
+		return nil, fmt.Errorf("dial data %s port %d: %w", host, port, err)
 	}
 	if c.Private {
 		return tls.Client(conn, c.tlsConf), nil
@@ -236,13 +243,19 @@ func (c *Client) DialData(port int) (net.Conn, error) {
 	return conn, nil
 }
 
-// transfer runs EPSV, dials, sends cmd and waits for the 150.
+// transfer runs EPSV (or PASV), dials, sends cmd and waits for the 150.
 func (c *Client) transfer(cmd string) (net.Conn, error) {
-	port, err := c.EPSV()
+	host, port := c.host, 0
+	var err error
+	if c.UsePASV {
+		host, port, err = c.PASV()
+	} else {
+		port, err = c.EPSV()
+	}
 	if err != nil {
 		return nil, err
 	}
-	data, err := c.DialData(port)
+	data, err := c.DialDataAt(host, port)
 	if err != nil {
 		return nil, err
 	}
