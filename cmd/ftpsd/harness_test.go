@@ -86,6 +86,9 @@ type serverOpts struct {
 	require        *bool    // default true
 	mark           string   // [firewall] mark, default none
 	extra          string   // appended TOML
+	// roots replaces a user's root directory (alice, reader) with another
+	// root, such as "s3://bucket/prefix" (see s3Storage).
+	roots map[string]string
 	prefix         []string // command line ftpsd's own is appended to (e.g. unshare ...)
 }
 
@@ -178,9 +181,12 @@ state_dir = %q
 		def(o.ports, "50000-50099"), def(o.firewall, "nftables"), def(o.pinholeTimeout, "5s"), o.mark,
 		filepath.Join(dir, "state"))
 	for _, u := range []string{"alice", "reader"} {
-		root := filepath.Join(dir, u)
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			t.Fatal(err)
+		root, given := o.roots[u]
+		if !given {
+			root = filepath.Join(dir, u)
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
 		fmt.Fprintf(&b, "\n[[user]]\nname = %q\npassword_hash = %q\nroot = %q\nread_only = %v\n",
 			u, hashes[u], root, u == "reader")

@@ -238,9 +238,10 @@ func Start(o Options) (*Server, error) {
 	s.cmd.Dir = s.dir
 	logBuf := &lockedBuffer{ch: make(chan struct{}, 1)}
 	s.cmd.Stdout, s.cmd.Stderr = logBuf, logBuf
-	// Its own process group, so that Stop reaches anything it forks and
-	// a wrapper (ip netns exec) passes the signal on.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so that Stop reaches anything it forks.
+	// (No Pdeathsig: it fires when the forking OS thread ends, and Go
+	// retires threads, namespace-locked ones in particular, at any time.)
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := s.cmd.Start(); err != nil {
 		s.cleanup()
 		return nil, fmt.Errorf("s3test: start weed: %w", err)
