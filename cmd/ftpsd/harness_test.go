@@ -76,20 +76,20 @@ const (
 
 // serverOpts shape the config a test runs with.
 type serverOpts struct {
-	firewall       string   // "nftables" (default) or "off"
-	ports          string   // default 50000-50099
-	pinholeTimeout string   // default 5s
-	dataTimeout    string   // default 5s
-	idleTimeout    string   // default 1m
-	perIP          int      // default 20
-	maxClients     int      // default 2000
-	require        *bool    // default true
-	mark           string   // [firewall] mark, default none
-	extra          string   // appended TOML
+	firewall       string // "nftables" (default) or "off"
+	ports          string // default 50000-50099
+	pinholeTimeout string // default 5s
+	dataTimeout    string // default 5s
+	idleTimeout    string // default 1m
+	perIP          int    // default 20
+	maxClients     int    // default 2000
+	require        *bool  // default true
+	mark           string // [firewall] mark, default none
+	extra          string // appended TOML
 	// roots replaces a user's root directory (alice, reader) with another
 	// root, such as "s3://bucket/prefix" (see s3Storage).
-	roots map[string]string
-	prefix         []string // command line ftpsd's own is appended to (e.g. unshare ...)
+	roots  map[string]string
+	prefix []string // command line ftpsd's own is appended to (e.g. unshare ...)
 }
 
 type ftpsd struct {
