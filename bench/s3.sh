@@ -166,6 +166,11 @@ for run in $(seq 1 "$RUNS"); do
 		RES[$u-up]+="$up " RES[$u-down]+="$down "
 		echo "run $run $u: upload $up MB/s, download $down MB/s"
 	done
+	# The store alone: the same file straight to SeaweedFS with curl (no FTP, no TLS).
+	up=$(s3 -T "$WORK/big.bin" -H 'x-amz-content-sha256: UNSIGNED-PAYLOAD' -w '%{speed_upload}' -o /dev/null http://127.0.0.1:8333/bench/direct.bin | mbps)
+	down=$(s3 -o /dev/null -w '%{speed_download}' http://127.0.0.1:8333/bench/direct.bin | mbps)
+	RES[store-up]+="$up " RES[store-down]+="$down "
+	echo "run $run S3 store alone: upload $up MB/s, download $down MB/s"
 done
 
 status() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
@@ -205,12 +210,15 @@ row() { # label, disk values, s3 values
 	echo "- $RUNS run(s) of one curl stream with a $SIZE_MIB MiB file; then $PAR curls uploading $PAR_MIB MiB each at once"
 	echo "- Run at $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "Medians of the runs; every run in brackets. Ratio = S3 / disk."
+	echo "Medians of the runs; every run in brackets. Ratio = S3 / disk. The \"store alone\" rows put the"
+	echo "ftpsd-on-disk figures next to what SeaweedFS itself takes and gives on this machine, without FTP or TLS."
 	echo
 	echo "| Measure | disk | S3 | S3 / disk |"
 	echo "|---|---|---|---|"
 	row "Upload, one curl stream, MB/s" "${RES[disk-up]}" "${RES[s3-up]}"
 	row "Download, one curl stream, MB/s" "${RES[disk-down]}" "${RES[s3-down]}"
+	row "S3 store alone (curl PUT/GET, plain HTTP), upload MB/s" "${RES[disk-up]}" "${RES[store-up]}"
+	row "S3 store alone (curl PUT/GET, plain HTTP), download MB/s" "${RES[disk-down]}" "${RES[store-down]}"
 	row "Peak RSS of ftpsd during $PAR parallel uploads of $PAR_MIB MiB, MiB" "$((DISK_PEAK / 1024))" "$((S3_PEAK / 1024))"
 	echo
 	echo "Peak RSS is VmHWM from /proc/PID/status, reset (clear_refs) just before the uploads start;"

@@ -229,7 +229,7 @@ func (s *S3Fs) Stat(name string) (os.FileInfo, error) {
 
 func (s *S3Fs) stat(k string) (*s3Info, error) {
 	if k == "" {
-		return &s3Info{name: "/", dir: true, mod: time.Unix(0, 0)}, nil
+		return &s3Info{name: "/", dir: true, mod: dirTime}, nil
 	}
 	c, cancel := ctx()
 	defer cancel()
@@ -240,32 +240,31 @@ func (s *S3Fs) stat(k string) (*s3Info, error) {
 	if !notFound(err) {
 		return nil, s.fail("stat", k, err)
 	}
-	ok, mod, err := s.dirExists(k)
+	ok, err := s.dirExists(k)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, &publicError{"no such file or directory", fs.ErrNotExist}
 	}
-	return &s3Info{name: base(k), dir: true, mod: mod}, nil
+	return &s3Info{name: base(k), dir: true, mod: dirTime}, nil
 }
 
-// dirExists reports whether anything has the prefix k+"/", and the time of
-// the directory's marker if that is what was found.
-func (s *S3Fs) dirExists(k string) (bool, time.Time, error) {
+// dirTime is the time every directory shows: a prefix has none, and a
+// marker's would differ from what the listing of its parent shows.
+var dirTime = time.Unix(0, 0).UTC()
+
+// dirExists reports whether anything has the prefix k+"/".
+func (s *S3Fs) dirExists(k string) (bool, error) {
 	c, cancel := ctx()
 	defer cancel()
 	for oi := range s.c.core.Client.ListObjects(c, s.bucket, minio.ListObjectsOptions{Prefix: s.dirKey(k), MaxKeys: 1}) {
 		if oi.Err != nil {
-			return false, time.Time{}, s.fail("list", k, oi.Err)
+			return false, s.fail("list", k, oi.Err)
 		}
-		mod := time.Unix(0, 0)
-		if oi.Key == s.dirKey(k) {
-			mod = oi.LastModified
-		}
-		return true, mod, nil
+		return true, nil
 	}
-	return false, time.Time{}, nil
+	return false, nil
 }
 
 // parentExists checks the directory a new entry goes into, as a file
@@ -318,7 +317,7 @@ func (s *S3Fs) ReadDir(name string) ([]os.FileInfo, error) {
 		}
 		fi := &s3Info{name: rest, size: oi.Size, mod: oi.LastModified, dir: dir}
 		if dir {
-			fi.size, fi.mod = 0, time.Unix(0, 0)
+			fi.size, fi.mod = 0, dirTime
 		}
 		out = append(out, fi)
 	}

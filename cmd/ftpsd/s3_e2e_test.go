@@ -194,7 +194,20 @@ func TestS3Storage(t *testing.T) {
 		}
 		check("client reset")
 
-		// 3. A real curl killed in the middle of a rate-limited upload.
+		// 3. ABOR in the middle of the upload, the data connection left open.
+		c = s.client(cliA4, srvIP4, "alice")
+		data, err = c.Begin("STOR precious.bin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		data.Write(big)
+		if err := abort(c); err != nil {
+			t.Fatal(err)
+		}
+		data.Close()
+		check("ABOR")
+
+		// 4. A real curl killed in the middle of a rate-limited upload.
 		cmd := s.ns.Command("curl", curlArgs(s, "alice", "--limit-rate", "4M", "-T", "big.bin", base+"precious.bin")...)
 		cmd.Dir = s.dir
 		if err := cmd.Start(); err != nil {
@@ -203,8 +216,8 @@ func TestS3Storage(t *testing.T) {
 		waitFor(t, 20*time.Second, "curl's upload under way", func() bool { return uploadsInProgress(t, srv) > 0 })
 		cmd.Process.Kill()
 		cmd.Wait()
-		waitFor(t, 15*time.Second, "three more aborted uploads in the log", func() bool {
-			return countLines(s.log.String(), "direction=upload", `result="aborted`) == aborted+3
+		waitFor(t, 15*time.Second, "four more aborted uploads in the log", func() bool {
+			return countLines(s.log.String(), "direction=upload", `result="aborted`) == aborted+4
 		})
 		check("curl killed")
 	})
