@@ -195,34 +195,38 @@ read -r DISK_BEFORE DISK_PEAK <"$WORK/peak"
 echo "$PAR parallel uploads of $PAR_MIB MiB: peak RSS s3 $((S3_PEAK / 1024)) MiB (from $((S3_BEFORE / 1024))), disk $((DISK_PEAK / 1024)) MiB (from $((DISK_BEFORE / 1024)))"
 grep -q 'result="aborted\|result="failed' "$WORK/ftpsd.log" && { echo "s3.sh: a transfer failed:" >&2; grep 'result="a\|result="f' "$WORK/ftpsd.log" >&2; exit 1; }
 
-row() { # label, disk values, s3 values
-	local d s
-	d=$(echo "$2" | tr ' ' '\n' | grep . | median) s=$(echo "$3" | tr ' ' '\n' | grep . | median)
-	printf '| %s | %s (%s) | %s (%s) | %s |\n' "$1" "$d" "$(echo $2 | sed 's/ /, /g')" "$s" "$(echo $3 | sed 's/ /, /g')" \
-		"$(awk -v a="$s" -v b="$d" 'BEGIN {printf "%.2f", a / b}')"
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
+runs() { echo $1 | sed 's/ /, /g'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+row() { # label, disk values, s3 values, store values
+	local d s st
+	d=$(med "$2") s=$(med "$3") st=$(med "$4")
+	printf '| %s | %s (%s) | %s (%s) | %s | %s (%s) | %s |\n' "$1" "$d" "$(runs "$2")" "$s" "$(runs "$3")" "$(ratio "$s" "$d")" \
+		"$st" "$(runs "$4")" "$(ratio "$s" "$st")"
 }
 {
 	echo "## ftpsd on S3 (SeaweedFS) against ftpsd on local disk"
 	echo
 	echo "- Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, kernel $(uname -r)"
 	echo "- ftpsd at commit $(cd "$ROOT" && git rev-parse --short HEAD), $(go version | awk '{print $3}'); SeaweedFS $VER ($("$WEED" version 2>/dev/null | awk '/version/ {print $2, $3; exit}')), single process (master, volume, filer, S3 gateway) on the same machine; $(curl --version | head -1 | awk '{print $1, $2}')"
-	echo "- One ftpsd, one namespace, loopback only; user \`disk\` has a directory root on $(df -T "$WORK" | awk 'NR==2 {print $2}'), user \`s3\` has root s3://bench/files; explicit FTPS (TLS), passive; [firewall] mode = \"off\""
+	echo "- One ftpsd, one namespace, loopback only; user \`disk\` has a directory root on $(df -T "$WORK" | awk 'NR==2 {print $2}'), user \`s3\` has root s3://bench/files (plain HTTP to the store); explicit FTPS (TLS), passive; [firewall] mode = \"off\""
 	echo "- $RUNS run(s) of one curl stream with a $SIZE_MIB MiB file; then $PAR curls uploading $PAR_MIB MiB each at once"
 	echo "- Run at $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "Medians of the runs; every run in brackets. Ratio = S3 / disk. The \"store alone\" rows put the"
-	echo "ftpsd-on-disk figures next to what SeaweedFS itself takes and gives on this machine, without FTP or TLS."
+	echo "Medians of the runs; every run in brackets. \"Store alone\" is the same file sent straight to SeaweedFS"
+	echo "with curl (one PUT or GET, plain HTTP, no FTP or TLS): what the store itself takes and gives on this machine."
 	echo
-	echo "| Measure | disk | S3 | S3 / disk |"
-	echo "|---|---|---|---|"
-	row "Upload, one curl stream, MB/s" "${RES[disk-up]}" "${RES[s3-up]}"
-	row "Download, one curl stream, MB/s" "${RES[disk-down]}" "${RES[s3-down]}"
-	row "S3 store alone (curl PUT/GET, plain HTTP), upload MB/s" "${RES[disk-up]}" "${RES[store-up]}"
-	row "S3 store alone (curl PUT/GET, plain HTTP), download MB/s" "${RES[disk-down]}" "${RES[store-down]}"
-	row "Peak RSS of ftpsd during $PAR parallel uploads of $PAR_MIB MiB, MiB" "$((DISK_PEAK / 1024))" "$((S3_PEAK / 1024))"
+	echo "| Measure | ftpsd, disk | ftpsd, S3 | S3 / disk | store alone | ftpsd S3 / store alone |"
+	echo "|---|---|---|---|---|---|"
+	row "Upload, one curl stream, MB/s" "${RES[disk-up]}" "${RES[s3-up]}" "${RES[store-up]}"
+	row "Download, one curl stream, MB/s" "${RES[disk-down]}" "${RES[s3-down]}" "${RES[store-down]}"
+	printf '| Peak RSS of ftpsd during %s parallel uploads of %s MiB, MiB | %s | %s | %s | | |\n' "$PAR" "$PAR_MIB" \
+		"$((DISK_PEAK / 1024))" "$((S3_PEAK / 1024))" "$(ratio "$S3_PEAK" "$DISK_PEAK")"
 	echo
-	echo "Peak RSS is VmHWM from /proc/PID/status, reset (clear_refs) just before the uploads start;"
+	echo "Peak RSS is VmHWM from /proc/PID/status, reset (clear_refs) just before the uploads start."
 	echo "Each round has a fresh ftpsd (after one warm-up upload): RSS before was $((S3_BEFORE / 1024)) MiB (S3 round), $((DISK_BEFORE / 1024)) MiB (disk round)."
-	echo "An S3 upload holds one 8 MiB part buffer ($PAR × 8 MiB = $((PAR * 8)) MiB for $PAR uploads)."
-	echo "The S3 server runs on the same 2 cores, so S3 figures include SeaweedFS's own CPU time."
+	echo "An S3 upload holds one 8 MiB part buffer ($PAR × 8 MiB = $((PAR * 8)) MiB for $PAR uploads); the rest is Go's"
+	echo "garbage-collector headroom (the heap may grow to twice what is live before a collection) and per-session buffers."
+	echo "SeaweedFS runs on the same 2 cores, so the S3 figures include its CPU time; a multipart upload costs it more"
+	echo "than one PUT of the whole file, which is what \"store alone\" measures."
 } | tee "$OUT"
