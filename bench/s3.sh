@@ -65,7 +65,7 @@ WEED="${XDG_CACHE_HOME:-$HOME/.cache}/ftpsd/weed-$VER"
 if [ ! -x "$WEED" ]; then
 	echo "building SeaweedFS $VER into $WEED (several minutes)..."
 	mkdir -p "$(dirname "$WEED")"
-	(cd "$ROOT/testdata/seaweedfs" && CGO_ENABLED=0 go build -o "$WEED.build-$$" github.com/seaweedfs/seaweedfs/weed)
+	(cd "$ROOT/testdata/seaweedfs" && go build -o "$WEED.build-$$" github.com/seaweedfs/seaweedfs/weed)
 	mv "$WEED.build-$$" "$WEED"
 fi
 mkdir -p "$WORK/bin" "$WORK/weed/data" "$WORK/disk" "$WORK/state"

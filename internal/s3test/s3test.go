@@ -97,7 +97,6 @@ func Binary() (string, error) {
 	fmt.Fprintf(os.Stderr, "s3test: building SeaweedFS %s into %s (several minutes, once)\n", ver, bin)
 	build := exec.Command("go", "build", "-o", tmp, "github.com/seaweedfs/seaweedfs/weed")
 	build.Dir = mod
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("s3test: build SeaweedFS %s: %w\n%s", ver, err, out)
 	}
