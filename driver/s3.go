@@ -25,10 +25,11 @@ import (
 // objects up to 78 GiB.
 const DefaultPartSize = 8 << 20
 
-// opTimeout bounds one metadata request (stat, list page, copy, delete).
-// Streaming reads and part uploads are bounded by the data connection's
-// own timeouts instead.
-const opTimeout = 2 * time.Minute
+// opTimeout bounds one request (stat, copy, delete, one part upload: at
+// least 70 KB/s for an 8 MiB part), and how long a streaming read or a
+// listing may go without progress, so that a store that stops answering
+// cannot hold a transfer (and its part buffer) forever.
+var opTimeout = 2 * time.Minute
 
 // S3Config says how to reach an S3-compatible service.
 type S3Config struct {
@@ -149,6 +150,14 @@ func (s *S3Fs) dirKey(k string) string {
 
 func ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), opTimeout)
+}
+
+// stallCtx is cancelled when progress (the returned func) is not reported
+// for opTimeout; stop releases it.
+func stallCtx() (c context.Context, progress func(), stop func()) {
+	c, cancel := context.WithCancel(context.Background())
+	t := time.AfterFunc(opTimeout, cancel)
+	return c, func() { t.Reset(opTimeout) }, func() { t.Stop(); cancel() }
 }
 
 // fail maps an S3 error to what a client may see, and logs what the
@@ -302,10 +311,11 @@ func (s *S3Fs) ReadDir(name string) ([]os.FileInfo, error) {
 		}
 	}
 	prefix := s.dirKey(k)
-	c, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	c, progress, stop := stallCtx()
+	defer stop()
 	var out []os.FileInfo
 	for oi := range s.c.core.Client.ListObjects(c, s.bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: s.opts.ListPage}) {
+		progress()
 		if oi.Err != nil {
 			return nil, s.fail("list", prefix, oi.Err)
 		}
@@ -477,8 +487,8 @@ func (s *S3Fs) RemoveAll(name string) error {
 	if k == "" {
 		return &publicError{"permission denied", fs.ErrPermission}
 	}
-	c, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	c, progress, stop := stallCtx()
+	defer stop()
 	keys := make(chan minio.ObjectInfo)
 	go func() {
 		defer close(keys)
@@ -494,6 +504,7 @@ func (s *S3Fs) RemoveAll(name string) error {
 		}
 	}()
 	for re := range s.c.core.RemoveObjects(c, s.bucket, keys, minio.RemoveObjectsOptions{}) {
+		progress()
 		if re.Err != nil {
 			return s.fail("delete", re.ObjectName, re.Err)
 		}

@@ -2,7 +2,6 @@ package driver
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,8 @@ type s3File struct {
 
 	off  int64
 	body io.ReadCloser // the current range read, from off
+	// progress and stop belong to body's request (stallCtx).
+	progress, stop func()
 
 	entries []os.FileInfo
 	listed  bool
@@ -55,14 +56,25 @@ func (f *s3File) open() error {
 			return err
 		}
 	}
-	// The body streams for as long as the transfer takes: no deadline
-	// here, the data connection's timeouts bound it.
-	body, _, _, err := f.fs.c.core.GetObject(context.Background(), f.fs.bucket, f.key, opts)
+	// The body streams for as long as the transfer takes, but not longer
+	// than opTimeout without a byte.
+	c, progress, stop := stallCtx()
+	body, _, _, err := f.fs.c.core.GetObject(c, f.fs.bucket, f.key, opts)
 	if err != nil {
+		stop()
 		return f.fs.fail("get", f.key, err)
 	}
-	f.body = body
+	f.body, f.progress, f.stop = body, progress, stop
 	return nil
+}
+
+// endRead closes the current range read.
+func (f *s3File) endRead() {
+	if f.body != nil {
+		f.body.Close()
+		f.stop()
+		f.body = nil
+	}
 }
 
 func (f *s3File) Read(p []byte) (int, error) {
@@ -85,9 +97,11 @@ func (f *s3File) Read(p []byte) (int, error) {
 	}
 	n, err := f.body.Read(p)
 	f.off += int64(n)
+	if n > 0 {
+		f.progress()
+	}
 	if err != nil && err != io.EOF {
-		f.body.Close()
-		f.body = nil
+		f.endRead()
 		return n, f.fs.fail("read", f.key, err)
 	}
 	if err == io.EOF && f.off < f.info.size {
@@ -109,7 +123,9 @@ func (f *s3File) ReadAt(p []byte, off int64) (int, error) {
 	if err := opts.SetRange(off, end); err != nil {
 		return 0, err
 	}
-	body, _, _, err := f.fs.c.core.GetObject(context.Background(), f.fs.bucket, f.key, opts)
+	c, cancel := ctx()
+	defer cancel()
+	body, _, _, err := f.fs.c.core.GetObject(c, f.fs.bucket, f.key, opts)
 	if err != nil {
 		return 0, f.fs.fail("get", f.key, err)
 	}
@@ -149,9 +165,8 @@ func (f *s3File) Seek(offset int64, whence int) (int64, error) {
 	if abs < 0 {
 		return 0, &publicError{"negative offset", fs.ErrInvalid}
 	}
-	if abs != f.off && f.body != nil {
-		f.body.Close()
-		f.body = nil
+	if abs != f.off {
+		f.endRead()
 	}
 	f.off = abs
 	return abs, nil
@@ -234,10 +249,7 @@ func (f *s3File) Close() error {
 		return errClosed
 	}
 	f.closed = true
-	if f.body != nil {
-		f.body.Close()
-		f.body = nil
-	}
+	f.endRead()
 	if f.w != nil {
 		return f.w.commit()
 	}
@@ -346,11 +358,10 @@ func (w *s3Writer) ReadFrom(r io.Reader) (int64, error) {
 // flush sends the buffer as the next part, starting the multipart upload
 // with the first one.
 func (w *s3Writer) flush() error {
-	c := context.Background() // the part streams as fast as the store takes it
+	c, cancel := ctx()
+	defer cancel()
 	if w.uploadID == "" {
-		cc, cancel := ctx()
-		id, err := w.fs.c.core.NewMultipartUpload(cc, w.fs.bucket, w.key, minio.PutObjectOptions{})
-		cancel()
+		id, err := w.fs.c.core.NewMultipartUpload(c, w.fs.bucket, w.key, minio.PutObjectOptions{})
 		if err != nil {
 			w.err = w.fs.fail("start upload", w.key, err)
 			return w.err
