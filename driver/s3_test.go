@@ -263,6 +263,11 @@ func TestS3ListingPaginates(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("listing over pages of 2: %v, want %v", got, want)
 	}
+	// The store did cut the listing into pages (else the above proves nothing).
+	page, err := fsys.c.core.ListObjectsV2(testBucket, fsys.prefix+"d/", "", "", "/", 2)
+	if err != nil || !page.IsTruncated || len(page.Contents)+len(page.CommonPrefixes) != 2 {
+		t.Fatalf("first page of 2: truncated %v, %d+%d entries, %v", page.IsTruncated, len(page.Contents), len(page.CommonPrefixes), err)
+	}
 	// Through afero's File.Readdir, in pieces.
 	d, err := fsys.Open("d")
 	if err != nil {
