@@ -220,7 +220,13 @@ func (i *s3Info) Mode() os.FileMode {
 }
 func (i *s3Info) ModTime() time.Time { return i.mod }
 func (i *s3Info) IsDir() bool        { return i.dir }
-func (i *s3Info) Sys() any           { return nil }
+
+// Sys gives the owner facts (LIST's owner and group, MLSD's unix.owner and
+// unix.group) the account ftpsd runs as, as for what it writes to disk:
+// the objects are the server's, whoever uploaded them.
+func (i *s3Info) Sys() any {
+	return &syscall.Stat_t{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Size: i.size, Mode: uint32(i.Mode().Perm())}
+}
 
 func base(k string) string {
 	return path.Base("/" + strings.TrimSuffix(k, "/"))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -319,6 +320,20 @@ quit
 		if !strings.Contains(string(mlsd), "type=file;size=5;modify="+mod.Format("20060102150405")) ||
 			!strings.Contains(string(mlsd), "type=dir;") {
 			t.Errorf("MLSD:\n%s", mlsd)
+		}
+		// Unix facts: fixed modes, the server's account as owner (root here).
+		if _, err := c.Expect(200, "OPTS MLST type;size;modify;unix.mode;unix.owner;unix.group;"); err != nil {
+			t.Fatal(err)
+		}
+		if mlsd, err = c.Retr("MLSD"); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(mlsd), "unix.mode=0644;unix.owner=0;unix.group=0; m.txt") {
+			t.Errorf("MLSD unix facts:\n%s", mlsd)
+		}
+		list, err := c.Retr("LIST")
+		if err != nil || !regexp.MustCompile(`-rw-r--r-- 1 root root +5 .* m\.txt`).Match(list) {
+			t.Errorf("LIST: %v\n%s", err, list)
 		}
 		// HASH reads the object.
 		sum := sha256.Sum256([]byte("12345"))

@@ -117,15 +117,19 @@ type Options struct {
 	// Dir holds the data, config and log (default: a new temporary
 	// directory, removed by Stop).
 	Dir string
+	// IP is the address the server binds and announces (default
+	// 127.0.0.1); another address of a namespace lets other namespaces
+	// reach it.
+	IP string
 	// VolumeSizeMB and MaxVolumes bound the disk the store may use
 	// (defaults 64 and 16: up to 1 GiB).
 	VolumeSizeMB, MaxVolumes int
 }
 
-// Server is a running SeaweedFS with its S3 gateway on 127.0.0.1.
+// Server is a running SeaweedFS with its S3 gateway on Options.IP.
 type Server struct {
-	Endpoint string // http://127.0.0.1:PORT
-	Host     string // 127.0.0.1:PORT
+	Endpoint string // http://IP:PORT
+	Host     string // IP:PORT
 	Client   *minio.Client
 	// Transport reaches the server (through Options.Dial).
 	Transport http.RoundTripper
@@ -194,6 +198,9 @@ func Start(o Options) (*Server, error) {
 	if o.Dial == nil {
 		o.Dial = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
 	}
+	if o.IP == "" {
+		o.IP = "127.0.0.1"
+	}
 	if o.VolumeSizeMB == 0 {
 		o.VolumeSizeMB = 64
 	}
@@ -222,7 +229,7 @@ func Start(o Options) (*Server, error) {
 		return nil, err
 	}
 	args := []string{"server",
-		"-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-dir=" + data,
+		"-ip=" + o.IP, "-ip.bind=" + o.IP, "-dir=" + data,
 		fmt.Sprintf("-master.port=%d", p[0]), fmt.Sprintf("-master.port.grpc=%d", p[1]),
 		fmt.Sprintf("-volume.port=%d", p[2]), fmt.Sprintf("-volume.port.grpc=%d", p[3]),
 		"-filer", fmt.Sprintf("-filer.port=%d", p[4]), fmt.Sprintf("-filer.port.grpc=%d", p[5]),
@@ -246,7 +253,7 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("s3test: start weed: %w", err)
 	}
 	go func() { s.cmd.Wait(); close(s.done) }()
-	s.Host = fmt.Sprintf("127.0.0.1:%d", p[6])
+	s.Host = net.JoinHostPort(o.IP, fmt.Sprint(p[6]))
 	s.Endpoint = "http://" + s.Host
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = o.Dial
