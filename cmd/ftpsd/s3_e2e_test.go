@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -94,12 +95,22 @@ func uploadsInProgress(t *testing.T, srv *s3test.Server) int {
 
 // TestS3Storage serves alice (and the read-only reader, on the same
 // prefix) from s3://ftpsd-e2e/alice with real clients; one SeaweedFS and
-// one ftpsd for all the steps.
+// one ftpsd for all the steps. ftpsd runs as nobody, with a credentials
+// file only root can read: it reads the keys before dropping privileges.
 func TestS3Storage(t *testing.T) {
+	uid, gid := nobody(t)
 	ns := newNS(t)
 	srv, extra := s3Storage(t, ns, e2eBucket)
 	root := "s3://" + e2eBucket + "/alice"
-	s := startFTPSD(t, ns, serverOpts{extra: extra, roots: map[string]string{"alice": root, "reader": root}})
+	dir := t.TempDir()
+	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, serverOpts{extra: extra, roots: map[string]string{"alice": root, "reader": root}})}
+	setServerKeys(t, s.cfgPath, `run_as = "nobody"`)
+	openUp(t, dir)
+	if err := os.Chown(s.cfgPath, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	s.waitLog("switched account", 5*time.Second)
 	base := fmt.Sprintf("ftp://%s:%d/", srvIP4, ctlPort)
 
 	// 10 MiB: past one 8 MiB part, so uploads of it are multipart.
@@ -321,18 +332,19 @@ quit
 			!strings.Contains(string(mlsd), "type=dir;") {
 			t.Errorf("MLSD:\n%s", mlsd)
 		}
-		// Unix facts: fixed modes, the server's account as owner (root here).
+		// Unix facts: fixed modes, the server's account (nobody) as owner.
 		if _, err := c.Expect(200, "OPTS MLST type;size;modify;unix.mode;unix.owner;unix.group;"); err != nil {
 			t.Fatal(err)
 		}
 		if mlsd, err = c.Retr("MLSD"); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(mlsd), "unix.mode=0644;unix.owner=0;unix.group=0; m.txt") {
+		if !strings.Contains(string(mlsd), fmt.Sprintf("unix.mode=0644;unix.owner=%d;unix.group=%d; m.txt", uid, gid)) {
 			t.Errorf("MLSD unix facts:\n%s", mlsd)
 		}
+		group, _ := user.LookupGroupId(fmt.Sprint(gid))
 		list, err := c.Retr("LIST")
-		if err != nil || !regexp.MustCompile(`-rw-r--r-- 1 root root +5 .* m\.txt`).Match(list) {
+		if err != nil || group == nil || !regexp.MustCompile(`-rw-r--r-- 1 nobody `+group.Name+` +5 .* m\.txt`).Match(list) {
 			t.Errorf("LIST: %v\n%s", err, list)
 		}
 		// HASH reads the object.
