@@ -184,14 +184,29 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// errExited is a server that ended during start, typically because a port
+// chosen free was taken meanwhile by another process on the machine.
+var errExited = errors.New("weed exited during start")
+
 // Start runs `weed server` with master, volume server, filer and S3
 // gateway on loopback, small volumes, one S3 identity (AccessKey,
-// SecretKey), and waits until S3 answers. Stop ends it.
+// SecretKey), and waits until S3 answers. Stop ends it. A server that
+// exits during start is tried again with other ports, twice.
 func Start(o Options) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		s, err := start(bin, o)
+		if err == nil || !errors.Is(err, errExited) || attempt == 3 {
+			return s, err
+		}
+	}
+}
+
+func start(bin string, o Options) (*Server, error) {
+	var err error
 	if o.Command == nil {
 		o.Command = exec.Command
 	}
@@ -275,15 +290,17 @@ func Start(o Options) (*Server, error) {
 		if err == nil {
 			break
 		}
+		exited := false
 		select {
 		case <-s.done:
-			err = fmt.Errorf("weed exited: %v", s.cmd.ProcessState)
+			err = fmt.Errorf("%w: %v", errExited, s.cmd.ProcessState)
+			exited = true
 		default:
 		}
-		if s.cmd.ProcessState != nil || time.Now().After(deadline) {
+		if exited || time.Now().After(deadline) {
 			out := logBuf.String()
 			s.Stop()
-			return nil, fmt.Errorf("s3test: SeaweedFS S3 not ready: %v\n%s", err, tail(out, 4000))
+			return nil, fmt.Errorf("s3test: SeaweedFS S3 not ready: %w\n%s", err, tail(out, 4000))
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
