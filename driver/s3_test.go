@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -561,5 +562,38 @@ func TestS3ClientDriver(t *testing.T) {
 	}
 	if _, err := ro.Stat("file.bin"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestS3UploadMemoryBounded: an upload allocates about one part, not the
+// file: 48 MiB through 5 MiB parts stays far under 48 MiB of allocations
+// (whole-file buffering would need all of it).
+func TestS3UploadMemoryBounded(t *testing.T) {
+	fsys, _ := s3fs(t, S3Options{PartSize: 5 << 20})
+	const size = 48 << 20
+	chunk := pattern(1 << 20)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	f, err := fsys.Create("mem.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range size / len(chunk) {
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("allocated %d MiB for a %d MiB upload", alloc>>20, size>>20)
+	if alloc > 32<<20 {
+		t.Fatalf("allocated %d MiB for a %d MiB upload with 5 MiB parts", alloc>>20, size>>20)
+	}
+	if fi, err := fsys.Stat("mem.bin"); err != nil || fi.Size() != size {
+		t.Fatalf("stored %v %v", fi, err)
 	}
 }
