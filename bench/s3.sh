@@ -42,7 +42,7 @@ PIDS=()
 cleanup() {
 	trap - EXIT INT TERM
 	# $! of `ip netns exec CMD &` is CMD itself (ip execs it). SeaweedFS
-	# may take its time over SIGTERM: SIGKILL after 5 s.
+	# takes about 10 s over SIGTERM: SIGKILL after 5 s.
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	for i in $(seq 1 50); do
 		alive=0
@@ -53,6 +53,9 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 	[ -e "/run/netns/$NS" ] && ip netns delete "$NS"
+	# weed puts its gRPC sockets in /tmp whatever -dir says.
+	rm -f /tmp/seaweedfs-master-grpc-19333.sock /tmp/seaweedfs-volume-grpc-18080.sock \
+		/tmp/seaweedfs-filer-grpc-18888.sock /tmp/seaweedfs-s3-grpc-18333.sock
 	rm -rf "$WORK"
 }
 trap cleanup EXIT

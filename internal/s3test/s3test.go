@@ -138,6 +138,9 @@ type Server struct {
 	done    chan struct{}
 	dir     string
 	tempDir bool
+	// sockets are the Unix sockets weed puts in /tmp whatever -dir says
+	// (/tmp/seaweedfs-SERVICE-grpc-PORT.sock), removed by Stop.
+	sockets []string
 }
 
 // freePorts finds n distinct free TCP ports on loopback. Inside a fresh
@@ -255,6 +258,12 @@ func start(bin string, o Options) (*Server, error) {
 		fmt.Sprintf("-master.volumeSizeLimitMB=%d", o.VolumeSizeMB), fmt.Sprintf("-volume.max=%d", o.MaxVolumes),
 		"-master.telemetry=false",
 	}
+	for _, svc := range []struct {
+		name string
+		port int
+	}{{"master", p[1]}, {"volume", p[3]}, {"filer", p[5]}, {"s3", p[7]}} {
+		s.sockets = append(s.sockets, fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", svc.name, svc.port))
+	}
 	s.cmd = o.Command(bin, args...)
 	s.cmd.Dir = s.dir
 	logBuf := &lockedBuffer{ch: make(chan struct{}, 1)}
@@ -346,21 +355,21 @@ func (s *Server) CredentialsFile(dir string) (string, error) {
 	return path, os.WriteFile(path, []byte(body), 0o600)
 }
 
-// Stop ends the server and removes its temporary directory.
+// Stop ends the server and removes its temporary directory and sockets.
+// It kills at once: the data is thrown away, and weed's orderly shutdown
+// takes about 10 s.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
-		}
+		syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
 	}
 	s.cleanup()
 }
 
 func (s *Server) cleanup() {
+	for _, sock := range s.sockets {
+		os.Remove(sock)
+	}
 	if s.tempDir {
 		os.RemoveAll(s.dir)
 	}
