@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -379,6 +380,20 @@ quit
 		}
 		if slices.Contains(keys(t, srv, "alice/"), "new.bin") {
 			t.Fatal("read-only upload stored")
+		}
+	})
+
+	// A reload as nobody cannot read the credentials again, and need not:
+	// the client made at start goes on serving.
+	t.Run("reload", func(t *testing.T) {
+		s.cmd.Process.Signal(syscall.SIGHUP)
+		s.waitLog("reloaded users", 10*time.Second)
+		c := s.client(cliA4, srvIP4, "alice")
+		if got, err := c.Retr("RETR small.bin"); err != nil || !bytes.Equal(got, small) {
+			t.Fatalf("download after reload: %v", err)
+		}
+		if err := c.Stor("STOR after-reload.bin", []byte("ok")); err != nil {
+			t.Fatal(err)
 		}
 	})
 
