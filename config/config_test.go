@@ -93,7 +93,7 @@ func markerLine(s string) int {
 	return 0
 }
 
-const s3Table = "[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\n"
+const s3Table = "[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\npath_style = true\n"
 
 const oneUser = `
 [[user]]
@@ -265,6 +265,8 @@ func TestErrors(t *testing.T) {
 			key: "storage.s3.endpoint", msg: "scheme://host[:port] only"},
 		{name: "s3/endpoint missing", toml: "[storage.s3] # <-\nregion = \"x\"\n" + oneUser,
 			key: "storage.s3.endpoint", msg: "missing"},
+		{name: "s3/ip endpoint without path style", toml: "[storage.s3] # <-\nendpoint = \"http://127.0.0.1:8333\"\n" + oneUser,
+			key: "storage.s3.path_style", msg: "set path_style = true"},
 		{name: "s3/unknown key", toml: "[storage.s3]\nendpoint = \"https://s3.example.com\"\npathstyle = true # <-\n" + oneUser,
 			key: "storage.s3.pathstyle", msg: "unknown key"},
 		{name: "user/duplicate name", toml: oneUser + "\n[[user]]\nname = \"alice\" # <-\npassword_hash = \"{hash}\"\nroot = \"{root}\"\n",

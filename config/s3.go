@@ -75,6 +75,14 @@ func (d *decoder) s3(storage *table, s *Storage) {
 	}
 	t.str(&c.Region, "region")
 	t.boolean(&c.PathStyle, "path_style")
+	if h, _, err := net.SplitHostPort(c.Host); c.Host != "" && !c.PathStyle {
+		if err != nil {
+			h = c.Host
+		}
+		if net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost" {
+			d.errorf(t.key("path_style"), "an endpoint at an IP address (or localhost) has no bucket host names: set path_style = true")
+		}
+	}
 	t.path(&c.CredentialsFile, "credentials_file", true)
 	if t.str(&c.Profile, "profile") && c.Profile == "" {
 		d.errorf(t.key("profile"), "must not be empty (leave it out for \"default\")")

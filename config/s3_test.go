@@ -49,7 +49,7 @@ root = "s3://my-bucket"
 	}
 
 	// Plain http is taken from the scheme.
-	cfg = mustLoad(t, f.write("plain.toml", "[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\n"+oneUser))
+	cfg = mustLoad(t, f.write("plain.toml", "[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\npath_style = true\n"+oneUser))
 	if cfg.Storage.S3.Secure || cfg.Storage.S3.Host != "127.0.0.1:8333" {
 		t.Fatalf("http endpoint: %+v", cfg.Storage.S3)
 	}
