@@ -89,6 +89,8 @@ type Storage struct {
 	// SkipFsync is fsync = "never": uploads are renamed into place without
 	// being flushed to disk first (default "always": flushed, then renamed).
 	SkipFsync bool
+	// S3 is the [storage.s3] table, nil without one (s3.go).
+	S3 *S3
 }
 
 // User is one account; Root is absolute and, for a file config, an existing
@@ -96,7 +98,8 @@ type Storage struct {
 type User struct {
 	Name         string      // non-empty, no whitespace or control characters, unique
 	PasswordHash string      // bcrypt; empty only in Default, where the server generates a password
-	Root         string      // absolute, so sessions do not depend on the working directory
+	Root         string      // absolute, so sessions do not depend on the working directory; or s3://bucket/prefix
+	S3           *S3Root     // set when Root is s3://...; then Root is not a local path
 	ReadOnly     bool        // refuse every command that changes files
 	Umask        os.FileMode // [[user]] umask, else [server] umask
 	// RequireSessionReuse is tls.require_session_reuse unless the user sets it.

@@ -93,6 +93,8 @@ func markerLine(s string) int {
 	return 0
 }
 
+const s3Table = "[storage.s3]\nendpoint = \"http://127.0.0.1:8333\"\npath_style = true\n"
+
 const oneUser = `
 [[user]]
 name = "alice"
@@ -257,6 +259,24 @@ func TestErrors(t *testing.T) {
 			key: "user[1].root", msg: "must not be empty"},
 		{name: "user/root missing", toml: "[[user]] # <-\nname = \"alice\"\npassword_hash = \"{hash}\"\n",
 			key: "user[1].root", msg: "missing"},
+		{name: "s3/root without storage.s3", toml: "[[user]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nroot = \"s3://bucket/alice\" # <-\n",
+			key: "user[1].root", msg: "needs a [storage.s3] table"},
+		{name: "s3/bad bucket", toml: s3Table + "[[user]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nroot = \"s3://My_Bucket/alice\" # <-\n",
+			key: "user[1].root", msg: "not a valid S3 bucket name"},
+		{name: "s3/dotdot prefix", toml: s3Table + "[[user]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nroot = \"s3://bucket/a/../b\" # <-\n",
+			key: "user[1].root", msg: "plain path segments"},
+		{name: "s3/secret in toml", toml: "[storage.s3]\nendpoint = \"https://s3.example.com\"\naws_secret_access_key = \"x\" # <-\n" + oneUser,
+			key: "storage.s3.aws_secret_access_key", msg: "do not belong in the config file"},
+		{name: "s3/endpoint scheme", toml: "[storage.s3]\nendpoint = \"ftp://s3.example.com\" # <-\n" + oneUser,
+			key: "storage.s3.endpoint", msg: "scheme must be https"},
+		{name: "s3/endpoint with path", toml: "[storage.s3]\nendpoint = \"https://s3.example.com/bucket\" # <-\n" + oneUser,
+			key: "storage.s3.endpoint", msg: "scheme://host[:port] only"},
+		{name: "s3/endpoint missing", toml: "[storage.s3] # <-\nregion = \"x\"\n" + oneUser,
+			key: "storage.s3.endpoint", msg: "missing"},
+		{name: "s3/ip endpoint without path style", toml: "[storage.s3] # <-\nendpoint = \"http://127.0.0.1:8333\"\n" + oneUser,
+			key: "storage.s3.path_style", msg: "set path_style = true"},
+		{name: "s3/unknown key", toml: "[storage.s3]\nendpoint = \"https://s3.example.com\"\npathstyle = true # <-\n" + oneUser,
+			key: "storage.s3.pathstyle", msg: "unknown key"},
 		{name: "user/duplicate name", toml: oneUser + "\n[[user]]\nname = \"alice\" # <-\npassword_hash = \"{hash}\"\nroot = \"{root}\"\n",
 			key: "user[2].name", msg: `duplicate user name "alice" (also user[1], line 3)`},
 		{name: "user/name missing", toml: "[[user]] # <-\npassword_hash = \"{hash}\"\nroot = \"{root}\"\n",

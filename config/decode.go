@@ -29,15 +29,16 @@ import (
 // to what was probably meant. The readers below are what accept keys;
 // TestSchemaMatchesReaders keeps the two in step.
 var schema = map[string][]string{
-	"server":   {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask", "proxy_protocol"},
-	"tls":      {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
-	"passive":  {"ports", "max_per_ip"},
-	"firewall": {"mode", "table", "pinhole_timeout", "mark"},
-	"storage":  {"state_dir", "fsync"},
-	"user":     {"name", "password_hash", "root", "read_only", "umask", "require_session_reuse"},
-	"log":      {"format", "xferlog"},
-	"metrics":  {"listen"},
-	"ban":      {"max_failures", "window", "duration", "allow", "ipv6_prefix"},
+	"server":     {"listen", "implicit_listen", "public_host", "max_clients", "max_clients_per_ip", "idle_timeout", "data_timeout", "run_as", "umask", "proxy_protocol"},
+	"tls":        {"cert_file", "key_file", "min_version", "require", "require_session_reuse"},
+	"passive":    {"ports", "max_per_ip"},
+	"firewall":   {"mode", "table", "pinhole_timeout", "mark"},
+	"storage":    {"state_dir", "fsync"}, // and the [storage.s3] table (s3.go)
+	"storage.s3": {"endpoint", "region", "path_style", "credentials_file", "profile"},
+	"user":       {"name", "password_hash", "root", "read_only", "umask", "require_session_reuse"},
+	"log":        {"format", "xferlog"},
+	"metrics":    {"listen"},
+	"ban":        {"max_failures", "window", "duration", "allow", "ipv6_prefix"},
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -76,7 +77,7 @@ func (d *decoder) decode(src string) *Config {
 	d.log(root.section("log"), &cfg.Log)
 	d.metrics(root.section("metrics"), &cfg.Metrics)
 	d.ban(root.section("ban"), &cfg.Ban)
-	cfg.Users = d.users(root, cfg.Server.Umask, cfg.TLS.RequireSessionReuse)
+	cfg.Users = d.users(root, cfg.Server.Umask, cfg.TLS.RequireSessionReuse, cfg.Storage.S3 != nil)
 	root.done()
 	d.listeners(&cfg.Server, cfg.Passive)
 	return cfg
@@ -438,6 +439,7 @@ func (d *decoder) storage(t *table, s *Storage) {
 			d.errorf(t.key("fsync"), `must be "always" or "never", not %q`, fsync)
 		}
 	}
+	d.s3(t, s)
 	t.done()
 }
 
@@ -491,7 +493,7 @@ func parseMark(s string) (uint32, uint32, error) {
 	return v, mask, nil
 }
 
-func (d *decoder) users(root *table, umask os.FileMode, reuse bool) []User {
+func (d *decoder) users(root *table, umask os.FileMode, reuse, haveS3 bool) []User {
 	v, ok := root.get("user")
 	key := root.key("user")
 	elem := func(i int) []string { return []string{key[0] + "[" + strconv.Itoa(i+1) + "]"} }
@@ -543,8 +545,19 @@ func (d *decoder) users(root *table, umask os.FileMode, reuse bool) []User {
 		} else if msg := checkHash(u.PasswordHash); msg != "" {
 			d.errorf(t.key("password_hash"), "%s", msg)
 		}
-		t.path(&u.Root, "root", false)
-		if u.Root != "" {
+		if s, ok := m["root"].(string); ok && strings.HasPrefix(s, "s3://") {
+			t.get("root")
+			u.Root = s
+			r, err := parseS3Root(s)
+			switch {
+			case err != nil:
+				d.errorf(t.key("root"), "%v", err)
+			case !haveS3:
+				d.errorf(t.key("root"), "an s3:// root needs a [storage.s3] table (endpoint, region, credentials_file)")
+			default:
+				u.S3 = r
+			}
+		} else if t.path(&u.Root, "root", false); u.Root != "" {
 			if fi, err := os.Stat(u.Root); err != nil {
 				d.errorf(t.key("root"), "%s", statMsg(u.Root, err))
 			} else if !fi.IsDir() {

@@ -48,10 +48,13 @@ type Options struct {
 	Umask os.FileMode
 }
 
-// FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one directory.
+// FS is an afero.Fs (and ftpserverlib ClientDriver) confined to one
+// directory, or to one prefix of a bucket on object storage (s3; see
+// s3driver.go for where the two differ).
 type FS struct {
 	root   *os.Root
 	shared *sharedRoot // root's owner, shared with the user's other sessions (roots.go)
+	s3     *S3Fs       // instead of root, for a user on object storage
 	opts   Options
 
 	// ftpserverlib ends a session before its last transfer has closed its
@@ -100,7 +103,7 @@ func (f *FS) Close() error {
 // releaseLocked gives the shared root back, once: a second Close must not
 // take a reference another session holds.
 func (f *FS) releaseLocked() error {
-	if f.released {
+	if f.released || f.shared == nil {
 		return nil
 	}
 	f.released = true
@@ -171,6 +174,9 @@ func (f *FS) Mkdir(name string, _ os.FileMode) error {
 	if err != nil {
 		return err
 	}
+	if f.s3 != nil {
+		return f.s3.Mkdir(r, 0)
+	}
 	mode := f.dirMode()
 	if err := f.root.Mkdir(r, mode); err != nil {
 		return public(err)
@@ -183,6 +189,9 @@ func (f *FS) MkdirAll(name string, _ os.FileMode) error {
 	r, err := f.creatable(name)
 	if err != nil {
 		return err
+	}
+	if f.s3 != nil {
+		return f.s3.MkdirAll(r, 0)
 	}
 	mode := f.dirMode()
 	if err := f.root.MkdirAll(r, mode); err != nil {
@@ -213,6 +222,9 @@ func (f *FS) OpenFile(name string, flag int, perm os.FileMode) (afero.File, erro
 	if err != nil {
 		return nil, err
 	}
+	if f.s3 != nil {
+		return f.s3.OpenFile(r, flag, perm)
+	}
 	isNew := flag&os.O_CREATE != 0 && f.created(r)
 	mode := perm & 0o777 &^ f.Umask()
 	file, err := f.root.OpenFile(r, flag, mode)
@@ -234,12 +246,15 @@ func (f *FS) Remove(name string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := f.root.Lstat(r)
+	fi, err := f.lstat(r)
 	if err != nil {
 		return public(err)
 	}
 	if fi.IsDir() {
 		return &publicError{"is a directory (use RMD)", syscall.EISDIR}
+	}
+	if f.s3 != nil {
+		return f.s3.Remove(r)
 	}
 	return public(f.root.Remove(r))
 }
@@ -253,12 +268,15 @@ func (f *FS) RemoveDir(name string) error {
 	if r == "." {
 		return public(fs.ErrPermission)
 	}
-	fi, err := f.root.Lstat(r)
+	fi, err := f.lstat(r)
 	if err != nil {
 		return public(err)
 	}
 	if !fi.IsDir() {
 		return errNotDir
+	}
+	if f.s3 != nil {
+		return f.s3.Remove(r)
 	}
 	return public(f.root.Remove(r))
 }
@@ -271,6 +289,9 @@ func (f *FS) RemoveAll(name string) error {
 	}
 	if r == "." {
 		return public(fs.ErrPermission)
+	}
+	if f.s3 != nil {
+		return f.s3.RemoveAll(r)
 	}
 	return public(f.root.RemoveAll(r))
 }
@@ -288,6 +309,9 @@ func (f *FS) Rename(oldname, newname string) error {
 	if o == "." || n == "." {
 		return public(fs.ErrPermission)
 	}
+	if f.s3 != nil {
+		return f.s3.Rename(o, n)
+	}
 	return public(f.root.Rename(o, n))
 }
 
@@ -296,6 +320,9 @@ func (f *FS) Stat(name string) (os.FileInfo, error) {
 	r, err := rel(name)
 	if err != nil {
 		return nil, err
+	}
+	if f.s3 != nil {
+		return f.s3.Stat(r)
 	}
 	fi, err := f.root.Stat(r)
 	return fi, public(err)
@@ -313,6 +340,9 @@ func (f *FS) Chmod(name string, mode os.FileMode) error {
 	if r == "." {
 		return public(fs.ErrPermission)
 	}
+	if f.s3 != nil {
+		return f.s3.Chmod(r, mode)
+	}
 	return public(f.root.Chmod(r, mode))
 }
 
@@ -326,6 +356,9 @@ func (f *FS) Chtimes(name string, atime, mtime time.Time) error {
 	r, err := f.writable(name)
 	if err != nil {
 		return err
+	}
+	if f.s3 != nil {
+		return f.s3.Chtimes(r, atime, mtime)
 	}
 	return public(f.root.Chtimes(r, atime, mtime))
 }
@@ -352,6 +385,9 @@ func (f *FS) List(name string) ([]os.FileInfo, error) {
 	r, err := rel(name)
 	if err != nil {
 		return nil, err
+	}
+	if f.s3 != nil {
+		return f.s3.ReadDir(r)
 	}
 	dir, err := f.root.Open(r)
 	if err != nil {

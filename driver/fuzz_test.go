@@ -79,3 +79,29 @@ func FuzzConfinement(f *testing.F) {
 		}
 	})
 }
+
+// FuzzS3Key: every FTP path maps to the prefix itself or to a key under it
+// whose segments are plain names: no "", "." or "..", no backslash (which
+// some stores treat as a separator), nothing a store could read as a way
+// out of the prefix.
+func FuzzS3Key(f *testing.F) {
+	for _, s := range []string{"", "/", ".", "..", "../x", "/a/../../b", "a//b/./c/", "..\\..\\x", "%2e%2e/x", "a/\x00/b", "\xff", strings.Repeat("a/", 600)} {
+		f.Add(s)
+	}
+	fsys := (&S3Client{}).Fs("bucket", "users/alice/", S3Options{})
+	f.Fuzz(func(t *testing.T, name string) {
+		k, err := fsys.key(name)
+		if err != nil || k == "" {
+			return
+		}
+		rest, ok := strings.CutPrefix(k, "users/alice/")
+		if !ok || len(k) > 1023 {
+			t.Fatalf("key(%q) = %q: outside the prefix or too long", name, k)
+		}
+		for _, seg := range strings.Split(rest, "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.ContainsRune(seg, '\\') || !ValidName(seg) {
+				t.Fatalf("key(%q) = %q: segment %q", name, k, seg)
+			}
+		}
+	})
+}

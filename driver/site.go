@@ -23,6 +23,9 @@ import (
 func (f *FS) Site(param string) *ftpserver.AnswerCommand {
 	cmd, arg, _ := strings.Cut(strings.TrimSpace(param), " ")
 	arg = strings.TrimSpace(arg)
+	if f.s3 != nil {
+		return f.siteS3(cmd)
+	}
 	switch strings.ToUpper(cmd) {
 	case "CHMOD":
 		return f.siteChmod(arg)
@@ -91,7 +94,7 @@ func (f *FS) ComputeHash(name string, algo ftpserver.HASHAlgo, start, end int64)
 	if err != nil {
 		return "", err
 	}
-	file, err := f.root.Open(r)
+	file, err := f.open(r)
 	if err != nil {
 		return "", public(err)
 	}

@@ -31,6 +31,9 @@ func (f *FS) GetHandle(name string, flags int, offset int64) (ftpserver.FileTran
 		t   *transfer
 		err error
 	)
+	if f.s3 != nil {
+		return f.s3Handle(name, flags, offset)
+	}
 	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
 		t, err = f.download(name, offset)
 	} else {
@@ -288,36 +291,45 @@ func (t *transfer) Close() error {
 			}
 		}
 	}
+	return t.fs.finish(TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes, Start: t.start},
+		t.failed, err, t.tmp != "")
+}
+
+// finish logs an ended transfer, tells OnTransfer, and words the error
+// ftpserverlib replies with. failed is a stream that did not end cleanly,
+// err a failure to store or close; kept says an aborted upload left the
+// previous file in place.
+func (f *FS) finish(rec TransferRecord, failed, err error, kept bool) error {
+	rec.Duration = time.Since(rec.Start)
 	result := "ok"
 	switch {
-	case t.failed != nil:
-		result = "aborted: " + logText(t.failed)
+	case failed != nil:
+		result = "aborted: " + logText(failed)
 	case err != nil:
-		result = "failed: " + err.Error()
+		result = "failed: " + logText(err)
 	}
-	t.fs.opts.Logger.Info("transfer",
-		slog.String("direction", t.dir),
-		slog.String("path", t.path),
-		slog.Int64("offset", t.offset),
-		slog.Int64("bytes", t.bytes),
-		slog.Duration("duration", time.Since(t.start)),
+	f.opts.Logger.Info("transfer",
+		slog.String("direction", rec.Direction),
+		slog.String("path", rec.Path),
+		slog.Int64("offset", rec.Offset),
+		slog.Int64("bytes", rec.Bytes),
+		slog.Duration("duration", rec.Duration),
 		slog.String("result", result))
-	if t.fs.opts.OnTransfer != nil {
-		rec := TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes,
-			Start: t.start, Duration: time.Since(t.start), Err: t.failed}
+	if f.opts.OnTransfer != nil {
+		rec.Err = failed
 		if rec.Err == nil {
 			rec.Err = err
 		}
-		t.fs.opts.OnTransfer(rec)
+		f.opts.OnTransfer(rec)
 	}
-	if t.failed != nil && t.dir == "upload" {
-		if t.tmp != "" {
-			return fmt.Errorf("upload of %s incomplete, previous file kept: %w", t.path, t.failed)
+	if failed != nil && rec.Direction == "upload" {
+		if kept {
+			return fmt.Errorf("upload of %s incomplete, previous file kept: %w", rec.Path, failed)
 		}
-		return fmt.Errorf("upload of %s incomplete: %w", t.path, t.failed)
+		return fmt.Errorf("upload of %s incomplete: %w", rec.Path, failed)
 	}
 	if err != nil {
-		return fmt.Errorf("%s of %s not completed: %w", t.dir, t.path, public(err))
+		return fmt.Errorf("%s of %s not completed: %w", rec.Direction, rec.Path, public(err))
 	}
 	return nil
 }

@@ -53,7 +53,9 @@ func newAccounts(users []config.User) (*accounts, []GeneratedPassword, error) {
 			return nil, nil, fmt.Errorf("user %s: password_hash: %w", u.Name, err)
 		}
 		maxCost = max(maxCost, cost)
-		if err := os.MkdirAll(u.Root, 0o755); err != nil {
+		if u.S3 != nil {
+			// A bucket prefix needs no creating: directories are prefixes.
+		} else if err := os.MkdirAll(u.Root, 0o755); err != nil {
 			return nil, nil, fmt.Errorf("user %s: create root: %w", u.Name, err)
 		}
 		a.byName[u.Name] = acc

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ftpsd/ftpsd/driver"
 )
 
 // ctlConn is the control connection as the session's ftpserverlib server
@@ -166,6 +168,13 @@ func (c *ctlConn) rewrite(line string) string {
 	code, err := strconv.Atoi(line[:3])
 	if err != nil {
 		return line
+	}
+	if code == 550 && strings.Contains(line, driver.UnavailableText) {
+		// A failure of the object storage that may pass (network,
+		// throttling): 451, "local error", invites a retry where 550
+		// would say the file is the problem.
+		code = 451
+		line = "451" + line[3:]
 	}
 	if code == 552 {
 		// ftpsd's driver reports a full disk as ErrStorageExceeded, which

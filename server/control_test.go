@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ftpsd/ftpsd/driver"
 )
 
 type fakeInfo struct {
@@ -58,7 +60,8 @@ func TestReplyRewrite(t *testing.T) {
 	in := "150 Using transfer connection\r\n" +
 		"552 Issue during transfer: network error: error transferring data: insufficient storage space\r\n" +
 		"550 Could not access file: driver error: calling GetHandle: no such file or directory\r\n" +
-		"550 Couldn't parse size: strconv.ParseInt: parsing \"x\": invalid syntax\r\n"
+		"550 Couldn't parse size: strconv.ParseInt: parsing \"x\": invalid syntax\r\n" +
+		"550 Could not list: " + driver.UnavailableText + "\r\n"
 	go func() {
 		for i := 0; i < len(in); i += 7 {
 			c.Write([]byte(in[i:min(i+7, len(in))]))
@@ -69,7 +72,8 @@ func TestReplyRewrite(t *testing.T) {
 	want := "150 Using transfer connection\r\n" +
 		"452 Issue during transfer: insufficient storage space\r\n" +
 		"550 Could not access file: no such file or directory\r\n" +
-		"550 Couldn't parse size: invalid syntax\r\n"
+		"550 Couldn't parse size: invalid syntax\r\n" +
+		"451 Could not list: " + driver.UnavailableText + "\r\n"
 	if string(out) != want {
 		t.Errorf("rewritten replies:\n%q\nwant\n%q", out, want)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/config"
+	"github.com/ftpsd/ftpsd/driver"
 	"github.com/ftpsd/ftpsd/nft"
 	"github.com/ftpsd/ftpsd/pasvports"
 )
@@ -37,6 +38,9 @@ type Server struct {
 	users   atomic.Pointer[accounts]
 	obs     atomic.Pointer[Observer] // see observe.go
 	tickets *ticketKeys
+	// s3 reaches [storage.s3], made once at start with the credentials
+	// read then (before privileges are dropped); nil without the table.
+	s3 *driver.S3Client
 
 	bans           *ban.Tracker
 	gate           *ban.Gate
@@ -85,6 +89,9 @@ func New(cfg *config.Config, logger *slog.Logger) (*Server, []GeneratedPassword,
 	if s.tickets, err = newTicketKeys(time.Now); err != nil {
 		return nil, nil, err
 	}
+	if s.s3, err = newS3Client(cfg.Storage.S3, logger); err != nil {
+		return nil, nil, err
+	}
 	users, generated, err := newAccounts(cfg.Users)
 	if err != nil {
 		return nil, nil, err
@@ -102,6 +109,9 @@ func (s *Server) Ports() *pasvports.Pool { return s.ports }
 func (s *Server) Reload(cfg *config.Config) error {
 	tc, err := loadTLS(cfg.TLS, s.cfg.Storage.StateDir)
 	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := s.reloadS3(cfg); err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
 	users, generated, err := newAccounts(cfg.Users)
@@ -179,11 +189,14 @@ func (s *Server) Serve(lns *Listeners, fw nft.Firewall) error {
 	ports.SetShare(s.cfg.Passive.MaxPerIP, s.bans.Source)
 	s.fw, s.ports = fw, ports
 	s.mu.Unlock()
-	roots := make([]string, len(s.cfg.Users))
-	for i, u := range s.cfg.Users {
-		roots[i] = u.Root
+	var roots []string
+	for _, u := range s.cfg.Users {
+		if u.S3 == nil {
+			roots = append(roots, u.Root)
+		}
 	}
 	go sweepParts(roots, time.Now(), s.log)
+	go s.sweepUploads(s.cfg.Users)
 	go s.releaseMemory()
 	for _, set := range []struct {
 		lns      []net.Listener

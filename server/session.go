@@ -262,7 +262,7 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		sess.tarpit(delay)
 		return nil, errBadLogin
 	}
-	fs, err := driver.New(acc.Root, driver.Options{
+	opts := driver.Options{
 		ReadOnly:       acc.ReadOnly,
 		Umask:          acc.Umask,
 		OnTransfer:     sess.transferDone(user),
@@ -270,7 +270,13 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		SkipSync:       sess.srv.cfg.Storage.SkipFsync,
 		Logger:         sess.log.With("user", user),
 		Cwd:            cc.Path,
-	})
+	}
+	var fs *driver.FS
+	if acc.S3 != nil {
+		fs = driver.NewS3(sess.srv.s3.Fs(acc.S3.Bucket, acc.S3.Prefix, driver.S3Options{}), opts)
+	} else {
+		fs, err = driver.New(acc.Root, opts)
+	}
 	if err != nil {
 		sess.log.Error("login: open root", "user", user, "err", err)
 		return nil, errors.New("home directory unavailable")

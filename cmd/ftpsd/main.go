@@ -136,6 +136,12 @@ func cmdCheck(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Storage.S3 != nil {
+		// As serve does at start: the file must be readable now.
+		if _, err := cfg.Storage.S3.Credentials(); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(stdout, "%s: OK (%d users, firewall %s)\n", sourceName(cfg), len(cfg.Users), cfg.Firewall.Mode)
 	return nil
 }

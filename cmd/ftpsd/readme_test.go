@@ -31,7 +31,10 @@ func TestReadmeConfigsCheck(t *testing.T) {
 		cfg = strings.ReplaceAll(cfg, `"/srv/ftp/alice"`, `"`+root+`"`)
 		path := filepath.Join(dir, "ftpsd.toml")
 		os.WriteFile(path, []byte(cfg), 0o600)
-		out, err := exec.Command(ftpsdBin, "check", "-c", path).CombinedOutput()
+		check := exec.Command(ftpsdBin, "check", "-c", path)
+		// For an example that takes S3 keys from the environment.
+		check.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY=example")
+		out, err := check.CombinedOutput()
 		if err != nil {
 			t.Errorf("README TOML example %d fails check: %v\n%s\n%s", i+1, err, out, b[1])
 		}
