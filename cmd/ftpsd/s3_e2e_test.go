@@ -104,6 +104,8 @@ func TestS3Storage(t *testing.T) {
 	srv, extra := s3Storage(t, ns, e2eBucket)
 	root := "s3://" + e2eBucket + "/alice"
 	dir := t.TempDir()
+	xfer := filepath.Join(dir, "xferlog")
+	extra += fmt.Sprintf("\n[log]\nxferlog = %q\n", xfer)
 	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, serverOpts{extra: extra, roots: map[string]string{"alice": root, "reader": root}})}
 	setServerKeys(t, s.cfgPath, `run_as = "nobody"`)
 	openUp(t, dir)
@@ -397,8 +399,20 @@ quit
 		}
 	})
 
-	// Every transfer is in the transfer log, as for local users.
+	// Every transfer is in the transfer log and the xferlog, as for local users.
 	if n := countLines(s.log.String(), "msg=transfer", "user=alice"); n < 8 {
 		t.Errorf("only %d transfer log lines for alice", n)
+	}
+	var complete, incomplete int
+	for _, l := range parseXferlog(t, xfer) {
+		if l.file == "/sub/big.bin" && l.dir == "i" && l.status == "c" && l.bytes == int64(len(big)) {
+			complete++
+		}
+		if l.file == "/precious.bin" && l.dir == "i" && l.status == "i" {
+			incomplete++
+		}
+	}
+	if complete != 1 || incomplete != 4 {
+		t.Errorf("xferlog: %d complete uploads of /sub/big.bin (want 1), %d incomplete of /precious.bin (want 4)", complete, incomplete)
 	}
 }
