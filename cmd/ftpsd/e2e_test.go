@@ -20,6 +20,15 @@ func curlArgs(s *ftpsd, user string, extra ...string) []string {
 		"--user", user + ":" + testUsers[user]}, extra...)
 }
 
+// lftpSettings start an lftp script: TLS on both channels, the test
+// certificate accepted, and a failure reported at once instead of retried.
+const lftpSettings = `set ftp:ssl-force true
+set ftp:ssl-protect-data true
+set ssl:verify-certificate false
+set net:max-retries 1
+set net:timeout 10
+`
+
 func sum(b []byte) string { h := sha256.Sum256(b); return fmt.Sprintf("%x", h) }
 
 func TestCurlUploadListDownload(t *testing.T) {
@@ -87,12 +96,7 @@ func TestLftpMirrorRoundTrip(t *testing.T) {
 	randomFile(t, filepath.Join(local, "a", "b", "two.bin"), 1_500_000)
 	randomFile(t, filepath.Join(local, "c", "three.txt"), 10)
 	randomFile(t, filepath.Join(local, "empty-dir", ".keep"), 0)
-	script := fmt.Sprintf(`set ftp:ssl-force true
-set ftp:ssl-protect-data true
-set ssl:verify-certificate false
-set net:max-retries 1
-set net:timeout 10
-open -u alice,%s ftp://%s:%d
+	script := fmt.Sprintf(lftpSettings+`open -u alice,%s ftp://%s:%d
 mirror -R tree /up
 mirror /up back
 quit

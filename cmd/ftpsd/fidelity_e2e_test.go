@@ -263,12 +263,7 @@ func TestRawProtocolDetails(t *testing.T) {
 func TestLftpChmodAndMLSD(t *testing.T) {
 	s := startFTPSD(t, newNS(t), serverOpts{})
 	randomFile(t, filepath.Join(s.root("alice"), "d", "f.bin"), 1000)
-	script := fmt.Sprintf(`set ftp:ssl-force true
-set ftp:ssl-protect-data true
-set ssl:verify-certificate false
-set net:max-retries 1
-set net:timeout 10
-open -u alice,%s ftp://%s:%d
+	script := fmt.Sprintf(lftpSettings+`open -u alice,%s ftp://%s:%d
 chmod 600 d/f.bin
 cls -l d/
 mirror d back

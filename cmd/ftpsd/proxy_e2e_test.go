@@ -287,12 +287,7 @@ func TestBehindHAProxy(t *testing.T) {
 		// takes FEAT's MLST as a sign of EPSV support. On a 500 or 502 it
 		// reconnects and uses PASV (any other 5xx would make it switch to
 		// active mode, which ftpsd refuses).
-		script := fmt.Sprintf(`set ftp:ssl-force true
-set ftp:ssl-protect-data true
-set ssl:verify-certificate false
-set net:max-retries 1
-set net:timeout 10
-set net:socket-bind-ipv4 %s
+		script := fmt.Sprintf(lftpSettings+`set net:socket-bind-ipv4 %s
 set ftp:prefer-epsv yes
 open -u alice,%s ftp://%s
 mirror -R lftp-tree /vialftp

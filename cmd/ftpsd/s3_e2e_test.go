@@ -243,12 +243,7 @@ func TestS3Storage(t *testing.T) {
 		randomFile(t, filepath.Join(local, "a", "b", "two.bin"), 1_500_000)
 		randomFile(t, filepath.Join(local, "c", "three.txt"), 10)
 		randomFile(t, filepath.Join(local, "empty-dir", ".keep"), 0)
-		script := fmt.Sprintf(`set ftp:ssl-force true
-set ftp:ssl-protect-data true
-set ssl:verify-certificate false
-set net:max-retries 1
-set net:timeout 10
-open -u alice,%s ftp://%s:%d
+		script := fmt.Sprintf(lftpSettings+`open -u alice,%s ftp://%s:%d
 mirror -R tree /up
 mirror /up back
 put small.bin -o lftp-small.bin
