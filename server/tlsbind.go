@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/sys/unix"
 )
 
 // cipherSuites are the TLS 1.2 suites ftpsd offers: forward secrecy (ECDHE)
@@ -28,11 +30,15 @@ var cipherSuites = []uint16{
 // binding is one control connection's TLS: the configs for its control
 // handshake and its data handshakes, whose tickets carry the session's token.
 type binding struct {
-	token   bindToken
-	reuse   atomic.Bool  // data connections must resume this session: the user's setting once logged in
-	user    atomic.Value // string: the logged-in user, for messages
-	control *tls.Config
-	data    *tls.Config
+	token bindToken
+	reuse atomic.Bool // data connections must resume this session: the user's setting once logged in
+	// lateHello: a data connection of this session sent no ClientHello
+	// before the 150 (lftp, Python's ftplib wait for it). Its next ones are
+	// not waited for (see helloPending).
+	lateHello atomic.Bool
+	user      atomic.Value // string: the logged-in user, for messages
+	control   *tls.Config
+	data      *tls.Config
 }
 
 // newBinding derives the per-session configs from the shared one.
@@ -136,6 +142,32 @@ func (b *binding) resumesOwn(c *dataConn, keys *ticketKeys, wait time.Duration) 
 		}
 	}
 	return raw, false, nil
+}
+
+// helloPending reports whether the data connection has bytes waiting
+// (without reading them), so that a session whose client sends its
+// ClientHello only after the 150 does not pay helloWait on every transfer:
+// for such a client the check happens in the handshake, as it did for its
+// first transfer. Connections it cannot look into count as pending, which
+// keeps the wait.
+func helloPending(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	pending := true
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// Data, EOF or a socket error: let resumesOwn read and report it.
+		pending = !errors.Is(rerr, unix.EAGAIN)
+		return true // never wait here
+	})
+	return err != nil || pending
 }
 
 // maxHello bounds the ClientHello ftpsd reads before the handshake proper.

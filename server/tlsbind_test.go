@@ -223,3 +223,46 @@ func sessionStateTB(t testing.TB) *tls.SessionState {
 	}
 	return got
 }
+
+// helloPending looks without reading and without waiting: a client that
+// sends its ClientHello only after the 150 must not cost every transfer
+// helloWait.
+func TestHelloPending(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	if helloPending(b) {
+		t.Fatal("nothing sent, but reported pending")
+	}
+	if _, err := a.Write([]byte{22}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !helloPending(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("a byte sent, but never reported pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Peeked, not consumed: the check that follows still reads it.
+	var got [1]byte
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(got[:]); n != 1 || got[0] != 22 {
+		t.Fatalf("read after peek: %d %v %v", n, got, err)
+	}
+	// A peer that hung up counts as pending, so that its EOF is reported.
+	a.Close()
+	for !helloPending(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("EOF never reported pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// What it cannot look into keeps the wait.
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if !helloPending(p) {
+		t.Fatal("a pipe must count as pending")
+	}
+}
