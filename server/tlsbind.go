@@ -68,7 +68,15 @@ func (s *Server) newBinding() (*binding, error) {
 		return ss, nil
 	}
 	b.data = baseSettings(base)
-	b.data.WrapSession = b.wrap
+	// TLS 1.3 sends its tickets before the client's Finished, so before
+	// VerifyConnection below: a refused full handshake would still carry
+	// away a ticket bound to this session, to resume it with next time.
+	b.data.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if err := b.mustResume(cs); err != nil {
+			return nil, err
+		}
+		return b.wrap(cs, ss)
+	}
 	b.data.UnwrapSession = func(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
 		tok, ss, err := b.tickets.open(identity)
 		if err != nil || tok != b.token {
@@ -78,14 +86,18 @@ func (s *Server) newBinding() (*binding, error) {
 	}
 	// The second line of defence behind the ClientHello check in Accept:
 	// also catches a ticket the handshake declined to resume.
-	b.data.VerifyConnection = func(cs tls.ConnectionState) error {
-		if !cs.DidResume && b.reuse.Load() {
-			user, _ := b.user.Load().(string)
-			return reuseRefusal(user)
-		}
-		return nil
-	}
+	b.data.VerifyConnection = b.mustResume
 	return b, nil
+}
+
+// mustResume refuses a data handshake that did not resume this session,
+// unless the user opted out.
+func (b *binding) mustResume(cs tls.ConnectionState) error {
+	if !cs.DidResume && b.reuse.Load() {
+		user, _ := b.user.Load().(string)
+		return reuseRefusal(user)
+	}
+	return nil
 }
 
 // baseSettings is what loadTLS sets in the shared config, as a value to
