@@ -70,10 +70,15 @@ func (s *Server) newBinding() (*binding, error) {
 	b.data = baseSettings(base)
 	// TLS 1.3 sends its tickets before the client's Finished, so before
 	// VerifyConnection below: a refused full handshake would still carry
-	// away a ticket bound to this session, to resume it with next time.
+	// away a ticket bound to this session, to resume it with next time. It
+	// gets random bytes instead, which resume nothing. (Failing here would
+	// end the handshake without an alert, the client seeing a reset instead
+	// of the refusal.)
 	b.data.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		if err := b.mustResume(cs); err != nil {
-			return nil, err
+		if b.mustResume(cs) != nil {
+			void := make([]byte, ticketNameLen+ticketNonceLen+ticketHeadLen+16)
+			_, err := rand.Read(void)
+			return void, err
 		}
 		return b.wrap(cs, ss)
 	}
