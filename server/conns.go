@@ -77,7 +77,16 @@ func (d *dataListener) Accept() (net.Conn, error) {
 			// so a refusal is a 425 that says why. Others (Python's ftplib)
 			// wait for the 150: for them the check happens in the handshake
 			// itself (the data config's VerifyConnection).
-			raw, ok, err := d.sess.bind.resumesOwn(dc, d.sess.srv.tickets, helloWait)
+			// A client that waited for the 150 once is not waited for
+			// again unless its hello is already there (helloPending).
+			var raw []byte
+			ok, err := false, errNoHello
+			if !d.sess.bind.lateHello.Load() || helloPending(dc.Conn) {
+				raw, ok, err = d.sess.bind.resumesOwn(dc, d.sess.srv.tickets, helloWait)
+			}
+			if errors.Is(err, errNoHello) {
+				d.sess.bind.lateHello.Store(true)
+			}
 			if !errors.Is(err, errNoHello) && (err != nil || !ok) {
 				dc.Close()
 				d.sess.log.Warn("data connection refused: it does not resume the control connection's TLS session",

@@ -43,13 +43,7 @@ func (s *Server) releaseMemory() {
 	tick := time.NewTicker(releaseCheck)
 	defer tick.Stop()
 	for range tick.C {
-		s.mu.Lock()
-		n, peak, closing := len(s.sessions), s.peak, s.closing
-		release := shouldRelease(peak, n)
-		if release {
-			s.peak = n
-		}
-		s.mu.Unlock()
+		release, n, peak, closing := s.releaseStep()
 		if closing {
 			return
 		}
@@ -60,4 +54,29 @@ func (s *Server) releaseMemory() {
 				"took", time.Since(start).Round(time.Microsecond))
 		}
 	}
+}
+
+// releaseStep decides whether to release now and, if so, resizes the maps
+// that grew with the burst: Go's maps never shrink, so the session map of
+// 10,000 sessions would keep its 10,000 slots (and its spans) for good.
+func (s *Server) releaseStep() (release bool, n, peak int, closing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, peak, closing = len(s.sessions), s.peak, s.closing
+	release = !closing && shouldRelease(peak, n)
+	if release {
+		s.peak = n
+		s.sessions = resized(s.sessions)
+		s.perIP = resized(s.perIP)
+	}
+	return release, n, peak, closing
+}
+
+// resized copies m into a map made for what it holds now.
+func resized[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }

@@ -381,7 +381,7 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 		return
 	}
 	if implicit {
-		tconn := tls.Server(conn, bind.control)
+		tconn := tls.Server(conn, &bind.control)
 		conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		if err := tconn.Handshake(); err != nil {
 			if sniff == nil || !sniff.refused { // a refused header was logged as such

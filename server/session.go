@@ -306,9 +306,9 @@ func (sess *session) GetTLSConfig() (*tls.Config, error) {
 	// ftpsd terminates TLS itself (control.go), so ftpserverlib's view of
 	// the control channel is not the one to ask.
 	if sess.ctlTLS.Load() {
-		return sess.bind.data, nil
+		return &sess.bind.data, nil
 	}
-	return sess.bind.control, nil
+	return &sess.bind.control, nil
 }
 
 // QuitMessage is the 221 text.

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
+	"golang.org/x/sys/unix"
 )
 
 // cipherSuites are the TLS 1.2 suites ftpsd offers: forward secrecy (ECDHE)
@@ -27,40 +29,61 @@ var cipherSuites = []uint16{
 
 // binding is one control connection's TLS: the configs for its control
 // handshake and its data handshakes, whose tickets carry the session's token.
+//
+// The two configs are held by value, in the binding's own allocation: a
+// tls.Config on its own falls in the 480-byte size class, the same as a
+// goroutine's g, which Go never frees. After a burst of 10,000 sessions every
+// g that stayed kept the span of the configs allocated next to it: about
+// 10 MB that no collection could return.
 type binding struct {
-	token   bindToken
-	reuse   atomic.Bool  // data connections must resume this session: the user's setting once logged in
-	user    atomic.Value // string: the logged-in user, for messages
-	control *tls.Config
-	data    *tls.Config
+	token bindToken
+	reuse atomic.Bool // data connections must resume this session: the user's setting once logged in
+	// lateHello: a data connection of this session sent no ClientHello
+	// before the 150 (lftp, Python's ftplib wait for it). Its next ones are
+	// not waited for (see helloPending).
+	lateHello atomic.Bool
+	user      atomic.Value // string: the logged-in user, for messages
+	tickets   *ticketKeys
+	control   tls.Config
+	data      tls.Config
 }
 
 // newBinding derives the per-session configs from the shared one.
 func (s *Server) newBinding() (*binding, error) {
-	b := &binding{}
+	b := &binding{tickets: s.tickets}
 	b.reuse.Store(s.cfg.TLS.RequireSessionReuse)
 	if _, err := rand.Read(b.token[:]); err != nil {
 		return nil, fmt.Errorf("session token: %w", err)
 	}
 	base := s.tlsConf.Load()
-	wrap := func(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
-		return s.tickets.seal(b.token, ss)
-	}
-	b.control = base.Clone()
-	b.control.WrapSession = wrap
+	b.control = baseSettings(base)
+	b.control.WrapSession = b.wrap
 	// Resuming any of ftpsd's unexpired tickets on a control connection is
 	// fine: the binding is about data connections.
 	b.control.UnwrapSession = func(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
-		_, ss, err := s.tickets.open(identity)
+		_, ss, err := b.tickets.open(identity)
 		if err != nil {
 			return nil, nil // not ours or expired: full handshake
 		}
 		return ss, nil
 	}
-	b.data = base.Clone()
-	b.data.WrapSession = wrap
+	b.data = baseSettings(base)
+	// TLS 1.3 sends its tickets before the client's Finished, so before
+	// VerifyConnection below: a refused full handshake would still carry
+	// away a ticket bound to this session, to resume it with next time. It
+	// gets random bytes instead, which resume nothing. (Failing here would
+	// end the handshake without an alert, the client seeing a reset instead
+	// of the refusal.)
+	b.data.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+		if b.mustResume(cs) != nil {
+			void := make([]byte, ticketNameLen+ticketNonceLen+ticketHeadLen+16)
+			_, err := rand.Read(void)
+			return void, err
+		}
+		return b.wrap(cs, ss)
+	}
 	b.data.UnwrapSession = func(identity []byte, _ tls.ConnectionState) (*tls.SessionState, error) {
-		tok, ss, err := s.tickets.open(identity)
+		tok, ss, err := b.tickets.open(identity)
 		if err != nil || tok != b.token {
 			return nil, nil // someone else's session: a full handshake, refused below if reuse is required
 		}
@@ -68,14 +91,35 @@ func (s *Server) newBinding() (*binding, error) {
 	}
 	// The second line of defence behind the ClientHello check in Accept:
 	// also catches a ticket the handshake declined to resume.
-	b.data.VerifyConnection = func(cs tls.ConnectionState) error {
-		if !cs.DidResume && b.reuse.Load() {
-			user, _ := b.user.Load().(string)
-			return reuseRefusal(user)
-		}
-		return nil
-	}
+	b.data.VerifyConnection = b.mustResume
 	return b, nil
+}
+
+// mustResume refuses a data handshake that did not resume this session,
+// unless the user opted out.
+func (b *binding) mustResume(cs tls.ConnectionState) error {
+	if !cs.DidResume && b.reuse.Load() {
+		user, _ := b.user.Load().(string)
+		return reuseRefusal(user)
+	}
+	return nil
+}
+
+// baseSettings is what loadTLS sets in the shared config, as a value to
+// store in a binding (tls.Config.Clone would allocate it on its own). A
+// setting loadTLS gains must be copied here too; TestBindingKeepsBase fails
+// until it is.
+func baseSettings(base *tls.Config) tls.Config {
+	return tls.Config{
+		Certificates: base.Certificates,
+		MinVersion:   base.MinVersion,
+		CipherSuites: base.CipherSuites,
+	}
+}
+
+// wrap seals a ticket bound to this session.
+func (b *binding) wrap(_ tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	return b.tickets.seal(b.token, ss)
 }
 
 var errReuseRequired = errors.New("TLS session reuse required")
@@ -136,6 +180,32 @@ func (b *binding) resumesOwn(c *dataConn, keys *ticketKeys, wait time.Duration) 
 		}
 	}
 	return raw, false, nil
+}
+
+// helloPending reports whether the data connection has bytes waiting
+// (without reading them), so that a session whose client sends its
+// ClientHello only after the 150 does not pay helloWait on every transfer:
+// for such a client the check happens in the handshake, as it did for its
+// first transfer. Connections it cannot look into count as pending, which
+// keeps the wait.
+func helloPending(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	pending := true
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// Data, EOF or a socket error: let resumesOwn read and report it.
+		pending = !errors.Is(rerr, unix.EAGAIN)
+		return true // never wait here
+	})
+	return err != nil || pending
 }
 
 // maxHello bounds the ClientHello ftpsd reads before the handshake proper.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -84,17 +85,17 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 			}
 			other, _ := s.newBinding()
 			client := clientConf(v)
-			if _, err, _ := handshake(t, client, own.control); err != nil {
+			if _, err, _ := handshake(t, client, &own.control); err != nil {
 				t.Fatalf("control handshake: %v", err)
 			}
 			// A full handshake on the data connection is refused.
-			if _, err, hello := handshake(t, clientConf(v), own.data); !errors.Is(err, errReuseRequired) {
+			if _, err, hello := handshake(t, clientConf(v), &own.data); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("full data handshake: %v, want refusal", err)
 			} else if _, ok, err := own.resumesOwn(helloConn(hello), s.tickets, time.Second); ok || err != nil {
 				t.Fatalf("ClientHello check of a full handshake: %v %v", ok, err)
 			}
 			// Resuming its own control session passes, before and in the handshake.
-			cs, err, hello := handshake(t, client, own.data)
+			cs, err, hello := handshake(t, client, &own.data)
 			if err != nil || !cs.DidResume {
 				t.Fatalf("resumed data handshake: %v (resumed %v)", err, cs.DidResume)
 			}
@@ -106,12 +107,12 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 			if _, ok, _ := other.resumesOwn(helloConn(hello), s.tickets, time.Second); ok {
 				t.Fatal("another session's ClientHello check accepted the ticket")
 			}
-			if _, err, _ := handshake(t, client, other.data); !errors.Is(err, errReuseRequired) {
+			if _, err, _ := handshake(t, client, &other.data); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("another session's ticket: %v, want refusal", err)
 			}
 			// Opting out lets a full handshake through.
 			other.login("bob", false)
-			if _, err, _ := handshake(t, clientConf(v), other.data); err != nil {
+			if _, err, _ := handshake(t, clientConf(v), &other.data); err != nil {
 				t.Fatalf("full handshake with reuse off: %v", err)
 			}
 			if !strings.Contains(reuseRefusal("alice").Error(), `require_session_reuse = false for user "alice"`) {
@@ -222,4 +223,84 @@ func sessionStateTB(t testing.TB) *tls.SessionState {
 		t.Fatalf("handshake: %v (session %v)", err, got)
 	}
 	return got
+}
+
+// helloPending looks without reading and without waiting: a client that
+// sends its ClientHello only after the 150 must not cost every transfer
+// helloWait.
+func TestHelloPending(t *testing.T) {
+	a, b := tcpPair(t)
+	defer a.Close()
+	defer b.Close()
+	if helloPending(b) {
+		t.Fatal("nothing sent, but reported pending")
+	}
+	if _, err := a.Write([]byte{22}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !helloPending(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("a byte sent, but never reported pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Peeked, not consumed: the check that follows still reads it.
+	var got [1]byte
+	b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := b.Read(got[:]); n != 1 || got[0] != 22 {
+		t.Fatalf("read after peek: %d %v %v", n, got, err)
+	}
+	// A peer that hung up counts as pending, so that its EOF is reported.
+	a.Close()
+	for !helloPending(b) {
+		if time.Now().After(deadline) {
+			t.Fatal("EOF never reported pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// What it cannot look into keeps the wait.
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if !helloPending(p) {
+		t.Fatal("a pipe must count as pending")
+	}
+}
+
+// The per-session configs are copies of the shared one made field by field
+// (baseSettings): every setting loadTLS makes must reach them.
+func TestBindingKeepsBase(t *testing.T) {
+	s := tlsServer(t)
+	tc, err := loadTLS(config.TLS{MinVersion: tls.VersionTLS13}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tlsConf.Store(tc)
+	b, err := s.newBinding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := reflect.ValueOf(tc).Elem()
+	typ := base.Type()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		if !f.IsExported() || base.Field(i).IsZero() {
+			continue
+		}
+		for name, c := range map[string]*tls.Config{"control": &b.control, "data": &b.data} {
+			got, want := reflect.ValueOf(c).Elem().Field(i), base.Field(i)
+			same := reflect.DeepEqual(got.Interface(), want.Interface())
+			if want.Kind() == reflect.Func {
+				same = got.Pointer() == want.Pointer()
+			}
+			if !same {
+				t.Errorf("%s config: %s = %v, the shared config has %v (copy it in baseSettings)", name, f.Name, got, want)
+			}
+		}
+	}
+	if b.control.WrapSession == nil || b.control.UnwrapSession == nil || b.data.WrapSession == nil ||
+		b.data.UnwrapSession == nil || b.data.VerifyConnection == nil {
+		t.Error("a binding callback is missing")
+	}
 }

@@ -287,23 +287,36 @@ func TestDataTLSBoundToControlSession(t *testing.T) {
 	}
 	b := s.client(cliA4, srvIP4, "alice")
 	fresh := &tls.Config{InsecureSkipVerify: true, ServerName: srvIP4, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
-	for name, conf := range map[string]*tls.Config{"full handshake": fresh, "another session's ticket": a.TLSConfig()} {
-		port, err := b.EPSV()
+	// refused opens a data connection with conf, its hello sent before the
+	// RETR or only after the 150, and wants the transfer refused, saying how
+	// to opt out, with no data flowing.
+	refused := func(c *ftpclient.Client, name string, conf *tls.Config, helloFirst bool) {
+		t.Helper()
+		port, err := c.EPSV()
 		if err != nil {
 			t.Fatal(err)
 		}
-		data, err := b.DialDataTLS(port, conf)
+		data, err := c.DialDataTLS(port, conf)
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer data.Close()
 		hs := make(chan error, 1)
-		go func() { data.SetDeadline(time.Now().Add(10 * time.Second)); hs <- data.Handshake() }()
-		rep, err := b.Cmd("RETR f.bin")
+		handshake := func() { data.SetDeadline(time.Now().Add(10 * time.Second)); hs <- data.Handshake() }
+		if helloFirst {
+			go handshake()
+		}
+		rep, err := c.Cmd("RETR f.bin")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if rep.Code == 150 { // the check fell to the handshake: the final reply follows
-			rep, err = b.Read()
+			if !helloFirst {
+				go handshake()
+			}
+			rep, err = c.Read()
+		} else if !helloFirst {
+			t.Fatalf("%s: %v before the client's hello, want 150", name, rep)
 		}
 		if err != nil || rep.Code < 400 || !strings.Contains(rep.Msg, optOut) {
 			t.Fatalf("%s: %v %v, want a refusal that says how to opt out", name, rep, err)
@@ -313,8 +326,25 @@ func TestDataTLSBoundToControlSession(t *testing.T) {
 				t.Fatalf("%s: data flowed", name)
 			}
 		}
-		data.Close()
 	}
+	// a's RETR above sent its hello only after the 150, as lftp and ftplib
+	// do: ftpsd no longer waits for a's hellos before the 150, and still
+	// refuses what does not resume a's session, sent early or late. (A
+	// handshake that fails drops the ticket it offered from the client's
+	// cache: each attempt with another session's ticket takes a new one.)
+	other := func() *tls.Config { return s.client(cliA4, srvIP4, "alice").TLSConfig() }
+	fresh2 := &tls.Config{InsecureSkipVerify: true, ServerName: srvIP4, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	refused(a, "after a late hello: full handshake", fresh2, false)
+	refused(a, "after a late hello: another session's ticket", other(), false)
+	refused(a, "after a late hello: another session's ticket, sent early", other(), true)
+	// No refused handshake left a ticket bound to a's session behind
+	// (TLS 1.3 sends tickets before the check): fresh2 still cannot resume a.
+	refused(a, "after a late hello: the ticket of a refused handshake", fresh2, false)
+	if got, err := a.Retr("RETR f.bin"); err != nil || sum(got) != sum(want) {
+		t.Fatalf("a resuming its own session after the refusals: %v", err)
+	}
+	refused(b, "full handshake", fresh, true)
+	refused(b, "another session's ticket", a.TLSConfig(), true)
 	if n := countLines(s.log.String(), "data connection refused"); n < 2 {
 		t.Errorf("refusals logged: %d", n)
 	}
