@@ -8,6 +8,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -20,9 +22,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
 	proxyproto "github.com/pires/go-proxyproto"
 
 	"github.com/ftpsd/ftpsd/internal/ftpclient"
+	"github.com/ftpsd/ftpsd/internal/s3test"
 	"github.com/ftpsd/ftpsd/internal/testns"
 )
 
@@ -45,8 +49,8 @@ var nodeIPs = []string{"10.0.0.10", "10.0.0.11"}
 
 // clusterOpts shape a cluster.
 type clusterOpts struct {
-	// roots are the users' roots every node shares (e.g. s3://... once a
-	// node can take them); default a local folder per user, shared.
+	// roots are the users' roots every node shares (such as one
+	// s3://bucket/prefix).
 	roots map[string]string
 	// node adjusts node i's options (0-based) before it starts: append
 	// tables to o.extra (it already holds the node's [log] xferlog), keys
@@ -76,18 +80,11 @@ func startCluster(t *testing.T, ns *testns.NS, co clusterOpts) *cluster {
 	if _, err := exec.LookPath("haproxy"); err != nil {
 		t.Fatalf("haproxy is required (apt-get install -y haproxy): %v", err)
 	}
+	if co.roots == nil {
+		t.Fatal("startCluster: the nodes need shared roots")
+	}
 	c := &cluster{t: t, ns: ns, lb: net.JoinHostPort(lbIP, strconv.Itoa(lbCtlPort)),
 		lbImp: net.JoinHostPort(lbIP, strconv.Itoa(lbImpPort)), roots: co.roots}
-	if c.roots == nil {
-		shared := t.TempDir()
-		c.roots = map[string]string{}
-		for _, u := range []string{"alice", "reader"} {
-			c.roots[u] = filepath.Join(shared, u)
-			if err := os.MkdirAll(c.roots[u], 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	for _, a := range append([]string{lbIP, lbSrcIP, cluA, cluB, cluC}, nodeIPs...) {
 		ns.Run(t, "ip", "addr", "add", a+"/32", "dev", "lo")
 	}
@@ -236,10 +233,27 @@ func (c *cluster) run(timeout time.Duration, name string, args ...string) string
 
 var pasvRE = regexp.MustCompile(`227 [^(]*\((\d+),(\d+),(\d+),(\d+),\d+,\d+\)`)
 
-func TestBehindHAProxy(t *testing.T) {
-	ns := newNS(t)
-	c := startCluster(t, ns, clusterOpts{})
+// clusterPrefix is where the cluster's users live in the test bucket.
+const clusterPrefix = "cluster/"
+
+// testBehindHAProxy runs two nodes on the bucket srv holds, behind HAProxy
+// (TestS3AndBalancer).
+func testBehindHAProxy(t *testing.T, ns *testns.NS, srv *s3test.Server, s3conf string) {
+	root := "s3://" + e2eBucket + "/" + strings.TrimSuffix(clusterPrefix, "/")
+	c := startCluster(t, ns, clusterOpts{
+		roots: map[string]string{"alice": root, "reader": root},
+		node:  func(_ int, o *serverOpts) { o.extra += s3conf },
+	})
 	work := c.nodes[0].dir // client programs run here
+	// stored is what the bucket holds under the users' root.
+	stored := func(t *testing.T, name string) []byte {
+		t.Helper()
+		b, err := object(t, srv, clusterPrefix+name)
+		if err != nil {
+			t.Fatalf("%s in the bucket: %v", name, err)
+		}
+		return b
+	}
 
 	t.Run("curl", func(t *testing.T) {
 		src := randomFile(t, filepath.Join(work, "curl-up.bin"), 2<<20)
@@ -252,9 +266,8 @@ func TestBehindHAProxy(t *testing.T) {
 		}
 		out := curl("-T", "curl-up.bin", base+"viacurl/up.bin", "--ftp-create-dirs")
 		checkFallback(t, "curl upload", out, "> EPSV", "< 502", "> PASV")
-		got, err := os.ReadFile(filepath.Join(c.roots["alice"], "viacurl", "up.bin"))
-		if err != nil || sum(got) != sum(src) {
-			t.Fatalf("curl upload through the balancer differs on disk (%v)", err)
+		if sum(stored(t, "viacurl/up.bin")) != sum(src) {
+			t.Fatal("curl upload through the balancer differs in the bucket")
 		}
 		for i := range 3 {
 			name := fmt.Sprintf("curl-down%d.bin", i)
@@ -300,8 +313,10 @@ quit
 		if diff, err := exec.Command("diff", "-r", tree, filepath.Join(work, "lftp-back")).CombinedOutput(); err != nil {
 			t.Fatalf("lftp mirror up and down through the balancer differs:\n%s", diff)
 		}
-		if diff, err := exec.Command("diff", "-r", tree, filepath.Join(c.roots["alice"], "vialftp")).CombinedOutput(); err != nil {
-			t.Fatalf("lftp upload differs on disk:\n%s", diff)
+		for _, f := range []string{"a.bin", "sub/b.bin"} {
+			if sum(stored(t, "vialftp/"+f)) != sum(mustRead(t, filepath.Join(tree, f))) {
+				t.Fatalf("lftp upload of %s differs in the bucket", f)
+			}
 		}
 		// lftp with its defaults uses PASV over IPv4 from the start.
 		os.WriteFile(filepath.Join(work, "plain.lftp"), []byte(fmt.Sprintf(`set ftp:ssl-force true
@@ -320,7 +335,11 @@ quit
 	})
 
 	t.Run("pinhole keyed on the real client", func(t *testing.T) {
-		want := randomFile(t, filepath.Join(c.roots["alice"], "held.bin"), 1<<20)
+		want := randomFile(t, filepath.Join(work, "held.bin"), 1<<20)
+		if _, err := srv.Client.PutObject(context.Background(), e2eBucket, clusterPrefix+"held.bin", bytes.NewReader(want),
+			int64(len(want)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
 		cl := c.client(cluA, "alice")
 		if rep, err := cl.Cmd("EPSV"); err != nil || rep.Code != 502 {
 			t.Fatalf("EPSV through the balancer: %v %v, want 502", rep, err)
@@ -446,6 +465,79 @@ quit
 		for range 2 {
 			c.client(cluA, "alice").Quit()
 		}
+	})
+
+	t.Run("upload on node A, download on node B", func(t *testing.T) {
+		// on opens sessions through the balancer until one lands on node i
+		// (the PASV reply names the node that answered), and returns it with
+		// that pending passive port.
+		on := func(i int) (*ftpclient.Client, string, int) {
+			t.Helper()
+			for range 8 {
+				cl := c.client(cluA, "alice")
+				host, port, err := cl.PASV()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if host == nodeIPs[i] {
+					return cl, host, port
+				}
+				cl.Quit()
+			}
+			t.Fatalf("8 sessions through the balancer, none on node %d", i+1)
+			return nil, "", 0
+		}
+
+		// 9 MiB: more than one 8 MiB part, so the upload is multipart.
+		want := randomFile(t, filepath.Join(work, "cross.bin"), 9<<20)
+
+		a, host, port := on(0)
+		data, err := a.DialDataAt(host, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := a.Cmd("STOR cross.bin"); err != nil || rep.Code != 150 {
+			t.Fatalf("STOR on node A: %v %v", rep, err)
+		}
+		data.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := data.Write(want); err != nil {
+			t.Fatal(err)
+		}
+		data.Close()
+		if rep, err := a.Read(); err != nil || rep.Code != 226 {
+			t.Fatalf("after STOR on node A: %v %v", rep, err)
+		}
+		if rep, err := a.Cmd("MKD made-on-a"); err != nil || rep.Code != 257 {
+			t.Fatalf("MKD on node A: %v %v", rep, err)
+		}
+		a.Quit()
+		if got, err := object(t, srv, clusterPrefix+"cross.bin"); err != nil || sum(got) != sum(want) {
+			t.Fatalf("the bucket holds %d bytes (%v), want node A's upload", len(got), err)
+		}
+
+		b, host, port := on(1)
+		data, err = b.DialDataAt(host, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep, err := b.Cmd("RETR cross.bin"); err != nil || rep.Code != 150 {
+			t.Fatalf("RETR on node B: %v %v", rep, err)
+		}
+		data.SetDeadline(time.Now().Add(60 * time.Second))
+		got, err := io.ReadAll(data)
+		if err != nil || sum(got) != sum(want) {
+			t.Fatalf("node B served %d bytes (%v), not node A's upload", len(got), err)
+		}
+		data.Close()
+		if rep, err := b.Read(); err != nil || rep.Code != 226 {
+			t.Fatalf("after RETR on node B: %v %v", rep, err)
+		}
+		list, err := b.Retr("MLSD")
+		if err != nil || !strings.Contains(string(list), "type=dir;") || !strings.Contains(string(list), " made-on-a\r\n") ||
+			!strings.Contains(string(list), fmt.Sprintf("size=%d;", len(want))) {
+			t.Fatalf("node B's listing does not show node A's changes (%v):\n%s", err, list)
+		}
+		b.Quit()
 	})
 
 	t.Run("logs and xferlog name the real client", func(t *testing.T) {

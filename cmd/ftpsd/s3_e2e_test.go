@@ -94,19 +94,30 @@ func uploadsInProgress(t *testing.T, srv *s3test.Server) int {
 	return n
 }
 
-// TestS3Storage serves alice (and the read-only reader, on the same
-// prefix) from s3://ftpsd-e2e/alice with real clients; one SeaweedFS and
-// one ftpsd for all the steps. ftpsd runs as nobody, with a credentials
-// file only root can read: it reads the keys before dropping privileges.
-func TestS3Storage(t *testing.T) {
-	uid, gid := nobody(t)
+// TestS3AndBalancer shares one namespace and one SeaweedFS (about 10 s
+// to start) between a standalone node on S3 and the scaled-out topology:
+// two nodes on the same bucket behind HAProxy.
+func TestS3AndBalancer(t *testing.T) {
 	ns := newNS(t)
-	srv, extra := s3Storage(t, ns, e2eBucket)
+	srv, s3conf := s3Storage(t, ns, e2eBucket)
+	t.Run("standalone", func(t *testing.T) { testS3Storage(t, ns, srv, s3conf) })
+	t.Run("behind HAProxy", func(t *testing.T) { testBehindHAProxy(t, ns, srv, s3conf) })
+}
+
+// testS3Storage serves alice (and the read-only reader, on the same
+// prefix) from s3://ftpsd-e2e/alice with real clients; one ftpsd for all
+// the steps. ftpsd runs as nobody, with a credentials file only root can
+// read: it reads the keys before dropping privileges. It listens on
+// srvIP4 alone, with a passive range of its own, beside the cluster's
+// nodes that share the namespace.
+func testS3Storage(t *testing.T, ns *testns.NS, srv *s3test.Server, extra string) {
+	uid, gid := nobody(t)
 	root := "s3://" + e2eBucket + "/alice"
 	dir := t.TempDir()
 	xfer := filepath.Join(dir, "xferlog")
 	extra += fmt.Sprintf("\n[log]\nxferlog = %q\n", xfer)
-	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, serverOpts{extra: extra, roots: map[string]string{"alice": root, "reader": root}})}
+	s := &ftpsd{t: t, ns: ns, dir: dir, host: srvIP4, cfgPath: writeConfig(t, dir, serverOpts{extra: extra, host: srvIP4,
+		ports: "51000-51099", roots: map[string]string{"alice": root, "reader": root}})}
 	setServerKeys(t, s.cfgPath, `run_as = "nobody"`)
 	openUp(t, dir)
 	if err := os.Chown(s.cfgPath, uid, gid); err != nil {
