@@ -252,30 +252,11 @@ func TestKilledUploadKeepsPreviousFile(t *testing.T) {
 	}
 
 	// 1. The data connection's TCP stream is cut without TLS close_notify.
-	c := s.client(cliA4, srvIP4, "alice")
-	data, err := c.Begin("STOR precious.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data.Write(bytes.Repeat([]byte("new"), 50_000))
-	data.(interface{ NetConn() net.Conn }).NetConn().Close()
-	rep, _ := c.Read()
-	if rep.Code < 400 {
-		t.Errorf("cut-off upload answered %v, want an error", rep)
-	}
+	cutUpload(t, s, "precious.bin", bytes.Repeat([]byte("new"), 50_000))
 	check("TCP cut without close_notify")
 
 	// 2. The whole client dies: control and data both reset mid-transfer.
-	c = s.client(cliA4, srvIP4, "alice")
-	data, err = c.Begin("STOR precious.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data.Write(bytes.Repeat([]byte("new"), 50_000))
-	for _, conn := range []net.Conn{data.(interface{ NetConn() net.Conn }).NetConn(), c.Conn().(interface{ NetConn() net.Conn }).NetConn()} {
-		conn.(*net.TCPConn).SetLinger(0)
-		conn.Close()
-	}
+	resetUpload(t, s, "precious.bin", bytes.Repeat([]byte("new"), 50_000))
 	check("client reset")
 
 	// 3. A real curl killed with SIGKILL in the middle of a rate-limited upload.
@@ -295,12 +276,47 @@ func TestKilledUploadKeepsPreviousFile(t *testing.T) {
 	check("curl killed")
 
 	// And a complete upload still replaces the file.
-	c = s.client(cliA4, srvIP4, "alice")
+	c := s.client(cliA4, srvIP4, "alice")
 	if err := c.Stor("STOR precious.bin", []byte("replaced")); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := os.ReadFile(target); string(got) != "replaced" {
 		t.Fatalf("complete upload left %q", got)
+	}
+}
+
+// cutUpload starts an upload of name as alice, sends payload, and cuts the
+// data connection's TCP stream without TLS close_notify; the reply must be
+// an error.
+func cutUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
+	t.Helper()
+	c := s.client(cliA4, srvIP4, "alice")
+	data, err := c.Begin("STOR " + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := data.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	data.(interface{ NetConn() net.Conn }).NetConn().Close()
+	if rep, _ := c.Read(); rep.Code < 400 {
+		t.Errorf("cut-off upload answered %v, want an error", rep)
+	}
+}
+
+// resetUpload starts an upload of name as alice, sends payload, and dies
+// as a killed client does: control and data connections both reset.
+func resetUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
+	t.Helper()
+	c := s.client(cliA4, srvIP4, "alice")
+	data, err := c.Begin("STOR " + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data.Write(payload)
+	for _, conn := range []net.Conn{data.(interface{ NetConn() net.Conn }).NetConn(), c.Conn().(interface{ NetConn() net.Conn }).NetConn()} {
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
 	}
 }
 

@@ -193,36 +193,16 @@ func testS3Storage(t *testing.T, ns *testns.NS, srv *s3test.Server, extra string
 
 		// 1. The data connection's TCP stream is cut without TLS
 		// close_notify, after more than a part: a multipart upload is open.
-		c := s.client(cliA4, srvIP4, "alice")
-		data, err := c.Begin("STOR precious.bin")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := data.Write(big); err != nil {
-			t.Fatal(err)
-		}
-		data.(interface{ NetConn() net.Conn }).NetConn().Close()
-		if rep, _ := c.Read(); rep.Code < 400 {
-			t.Errorf("cut-off upload answered %v, want an error", rep)
-		}
+		cutUpload(t, s, "precious.bin", big)
 		check("TCP cut")
 
 		// 2. The whole client dies: control and data both reset.
-		c = s.client(cliA4, srvIP4, "alice")
-		data, err = c.Begin("STOR precious.bin")
-		if err != nil {
-			t.Fatal(err)
-		}
-		data.Write(big)
-		for _, conn := range []net.Conn{data.(interface{ NetConn() net.Conn }).NetConn(), c.Conn().(interface{ NetConn() net.Conn }).NetConn()} {
-			conn.(*net.TCPConn).SetLinger(0)
-			conn.Close()
-		}
+		resetUpload(t, s, "precious.bin", big)
 		check("client reset")
 
 		// 3. ABOR in the middle of the upload, the data connection left open.
-		c = s.client(cliA4, srvIP4, "alice")
-		data, err = c.Begin("STOR precious.bin")
+		c := s.client(cliA4, srvIP4, "alice")
+		data, err := c.Begin("STOR precious.bin")
 		if err != nil {
 			t.Fatal(err)
 		}
