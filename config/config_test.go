@@ -179,6 +179,8 @@ func TestErrors(t *testing.T) {
 			key: "server.proxy_protocol", msg: `"lb.example" is not an address or CIDR`},
 		{name: "server/proxy_protocol bad length", toml: "[server]\nproxy_protocol = [\"10.0.0.0/40\"] # <-\n" + oneUser,
 			key: "server.proxy_protocol", msg: "the balancers that send the PROXY header"},
+		{name: "server/proxy_protocol everything", toml: "[server]\nproxy_protocol = [\"10.0.0.1\", \"::/0\"] # <-\n" + oneUser,
+			key: "server.proxy_protocol", msg: `"::/0" trusts every address`},
 		{name: "server/proxy_protocol not a list", toml: "[server]\nproxy_protocol = \"10.0.0.0/8\" # <-\n" + oneUser,
 			key: "server.proxy_protocol", msg: "must be an array of strings"},
 		{name: "server/proxy_protocol number", toml: "[server]\nproxy_protocol = [10] # <-\n" + oneUser,
@@ -679,8 +681,8 @@ func TestValidVariants(t *testing.T) {
 				t.Errorf("proxy_protocol %v", c.Server.ProxyProtocol)
 			}
 		}},
-		{"proxy_protocol everything, both families", "[server]\nproxy_protocol = [\"0.0.0.0/0\", \"::/0\", \"fd00::5\"]\n" + oneUser, func(t *testing.T, c *Config) {
-			want := []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"), netip.MustParsePrefix("fd00::5/128")}
+		{"proxy_protocol wide, both families", "[server]\nproxy_protocol = [\"10.0.0.0/8\", \"fd00::/8\", \"fd00::5\"]\n" + oneUser, func(t *testing.T, c *Config) {
+			want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("fd00::5/128")}
 			if !reflect.DeepEqual(c.Server.ProxyProtocol, want) {
 				t.Errorf("proxy_protocol %v, want %v", c.Server.ProxyProtocol, want)
 			}

@@ -174,6 +174,8 @@ func (s *S3Fs) fail(op, k string, err error) error {
 	switch resp.Code {
 	case "NoSuchKey", "NotFound", "NoSuchUpload":
 		return &publicError{"no such file or directory", fs.ErrNotExist}
+	case "PreconditionFailed":
+		return errChanged
 	case "AccessDenied", "AllAccessDisabled":
 		s.c.log.Warn("object storage refused a request", "op", op, "bucket", s.bucket, "key", k, "err", err)
 		return &publicError{"permission denied", fs.ErrPermission}
@@ -205,6 +207,7 @@ type s3Info struct {
 	size int64
 	mod  time.Time
 	dir  bool
+	etag string // of the object as stated; reads are pinned to it
 }
 
 func (i *s3Info) Name() string { return i.name }
@@ -250,7 +253,7 @@ func (s *S3Fs) stat(k string) (*s3Info, error) {
 	defer cancel()
 	oi, err := s.c.core.StatObject(c, s.bucket, k, minio.StatObjectOptions{})
 	if err == nil {
-		return &s3Info{name: base(k), size: oi.Size, mod: oi.LastModified}, nil
+		return &s3Info{name: base(k), size: oi.Size, mod: oi.LastModified, etag: oi.ETag}, nil
 	}
 	if !notFound(err) {
 		return nil, s.fail("stat", k, err)
@@ -331,7 +334,7 @@ func (s *S3Fs) ReadDir(name string) ([]os.FileInfo, error) {
 		if rest == "" || rest == "." || rest == ".." || strings.Contains(rest, "/") || strings.ContainsRune(rest, '\\') {
 			continue
 		}
-		fi := &s3Info{name: rest, size: oi.Size, mod: oi.LastModified, dir: dir}
+		fi := &s3Info{name: rest, size: oi.Size, mod: oi.LastModified, dir: dir, etag: oi.ETag}
 		if dir {
 			fi.size, fi.mod = 0, dirTime
 		}

@@ -126,10 +126,15 @@ func (t *s3Transfer) Write(p []byte) (int, error) {
 }
 
 // ReadFrom fills the part buffer straight from the data connection; errors
-// that are not the store's come from the connection.
+// that are not the store's come from the connection. The store's own are
+// already worded for the client (and a 451 is recognised by its text).
 func (t *s3Transfer) ReadFrom(r io.Reader) (int64, error) {
 	n, err := t.file.ReadFrom(r)
 	t.bytes += n
+	var pe *publicError
+	if errors.As(err, &pe) {
+		return n, err
+	}
 	return n, ioError(err)
 }
 

@@ -37,6 +37,9 @@ var _ afero.File = (*s3File)(nil)
 
 var errClosed = &publicError{"file already closed", fs.ErrClosed}
 
+// errChanged ends a download whose object was replaced after it was opened.
+var errChanged = &publicError{"file changed during the transfer", io.ErrUnexpectedEOF}
+
 func (f *s3File) Name() string { return f.info.name }
 
 func (f *s3File) Stat() (os.FileInfo, error) {
@@ -48,9 +51,20 @@ func (f *s3File) Stat() (os.FileInfo, error) {
 	return f.info, nil
 }
 
+// getOptions pins every read of the file to the object Stat saw: an
+// object replaced in the meantime fails the read (PreconditionFailed)
+// instead of mixing two versions or ending early with a 226.
+func (f *s3File) getOptions() minio.GetObjectOptions {
+	var opts minio.GetObjectOptions
+	if f.info.etag != "" {
+		opts.SetMatchETag(f.info.etag)
+	}
+	return opts
+}
+
 // open starts a range read at the current offset.
 func (f *s3File) open() error {
-	opts := minio.GetObjectOptions{}
+	opts := f.getOptions()
 	if f.off > 0 {
 		if err := opts.SetRange(f.off, 0); err != nil {
 			return err
@@ -106,7 +120,7 @@ func (f *s3File) Read(p []byte) (int, error) {
 	}
 	if err == io.EOF && f.off < f.info.size {
 		// The object changed under us (replaced by a shorter one).
-		return n, &publicError{"file changed during the transfer", io.ErrUnexpectedEOF}
+		return n, errChanged
 	}
 	return n, err
 }
@@ -118,7 +132,7 @@ func (f *s3File) ReadAt(p []byte, off int64) (int, error) {
 	if off >= f.info.size {
 		return 0, io.EOF
 	}
-	opts := minio.GetObjectOptions{}
+	opts := f.getOptions()
 	end := min(off+int64(len(p)), f.info.size) - 1
 	if err := opts.SetRange(off, end); err != nil {
 		return 0, err
@@ -292,7 +306,7 @@ func putPart(b *[]byte) {
 type s3Writer struct {
 	fs       *S3Fs
 	key      string
-	buf      *[]byte // nil until the first byte, and after commit or abort
+	buf      *[]byte // nil until the first read, and after commit or abort
 	size     int64
 	uploadID string
 	parts    []minio.CompletePart
@@ -302,12 +316,37 @@ type s3Writer struct {
 
 func (s *S3Fs) newWriter(k string) *s3Writer { return &s3Writer{fs: s, key: k} }
 
+// firstBuffer is where an upload's buffer starts: it doubles up to the
+// part size as data arrives, so an upload holds about as much memory as it
+// has received (a client that sends nothing, or trickles, holds little),
+// and only a buffer that reached the part size comes from the pool.
+const firstBuffer = 64 << 10
+
+// buffer returns the current part's buffer with room for more data.
 func (w *s3Writer) buffer() []byte {
+	part := w.fs.opts.PartSize
 	if w.buf == nil {
-		w.buf = getPart(w.fs.opts.PartSize)
+		b := make([]byte, 0, min(firstBuffer, part))
+		w.buf = &b
+	}
+	b := *w.buf
+	if len(b) == cap(b) && cap(b) < part {
+		var nb *[]byte
+		if next := 2 * cap(b); next < part {
+			grown := make([]byte, len(b), next)
+			nb = &grown
+		} else {
+			nb = getPart(part)
+			*nb = (*nb)[:len(b)]
+		}
+		copy(*nb, b)
+		w.buf = nb
 	}
 	return *w.buf
 }
+
+// full reports whether the buffer holds a whole part.
+func (w *s3Writer) full() bool { return len(*w.buf) == w.fs.opts.PartSize }
 
 func (w *s3Writer) Write(p []byte) (int, error) {
 	if w.err != nil {
@@ -321,7 +360,7 @@ func (w *s3Writer) Write(p []byte) (int, error) {
 		p = p[n:]
 		written += n
 		w.size += int64(n)
-		if len(*w.buf) == cap(*w.buf) {
+		if w.full() {
 			if err := w.flush(); err != nil {
 				return written, err
 			}
@@ -341,7 +380,7 @@ func (w *s3Writer) ReadFrom(r io.Reader) (int64, error) {
 		*w.buf = b[:len(b)+n]
 		total += int64(n)
 		w.size += int64(n)
-		if len(*w.buf) == cap(*w.buf) {
+		if w.full() {
 			if ferr := w.flush(); ferr != nil {
 				return total, ferr
 			}

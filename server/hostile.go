@@ -47,9 +47,15 @@ func newBanState(s *Server) {
 
 // refuseBanned closes a connection from a banned source at once, in the
 // accept loop: no goroutine, no TLS, no reply. Linger 0 makes the close an
-// RST, so the socket leaves no TIME_WAIT behind either.
+// RST, so the socket leaves no TIME_WAIT behind either. A balancer's
+// connections are never refused here, even when a ban covers its address:
+// the client each one carries is checked once its PROXY header is read.
 func (s *Server) refuseBanned(conn net.Conn) bool {
-	if _, banned := s.bans.Banned(remoteIP(conn), time.Now()); !banned {
+	ip := remoteIP(conn)
+	if s.proxyOn() && s.trusted(ip) {
+		return false
+	}
+	if _, banned := s.bans.Banned(ip, time.Now()); !banned {
 		return false
 	}
 	s.closeBanned(conn)
@@ -103,7 +109,13 @@ func (sess *session) failure(weight int, what string) time.Duration {
 func (s *Server) enforceBan(b ban.Ban, reason string, cause *session) {
 	d := time.Until(b.Until).Round(time.Second)
 	s.log.Warn("ban", "source", b.Prefix.String(), "reason", reason, "duration", d.String())
-	if fb, ok := firewallAs[Banner](s.fw); ok {
+	if s.coversBalancer(b.Prefix) {
+		// In the kernel it would drop the balancer, and with it every
+		// client behind it; ftpsd refuses the banned clients after their
+		// PROXY header instead.
+		s.log.Warn("ban kept out of the firewall: it covers a proxy_protocol balancer; its clients are refused after the PROXY header",
+			"source", b.Prefix.String())
+	} else if fb, ok := firewallAs[Banner](s.fw); ok {
 		if err := fb.Ban(b.Prefix, d, reason); err != nil {
 			s.log.Error("firewall ban failed; the accept loop still refuses the source", "source", b.Prefix.String(), "err", err)
 		}

@@ -52,6 +52,16 @@ func (s *Server) trusted(a netip.Addr) bool {
 	return false
 }
 
+// coversBalancer reports whether a ban of p would catch a trusted balancer.
+func (s *Server) coversBalancer(p netip.Prefix) bool {
+	for _, b := range s.cfg.Server.ProxyProtocol {
+		if p.Overlaps(b) {
+			return true
+		}
+	}
+	return false
+}
+
 // headerTimeout is proxyHeaderTimeout unless a test set its own.
 func (s *Server) headerTimeout() time.Duration {
 	if s.proxyTimeout > 0 {

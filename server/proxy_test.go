@@ -519,3 +519,47 @@ func TestProxyFailedLoginsBanHeaderClient(t *testing.T) {
 		t.Fatalf("another client behind the same balancer: %q", got)
 	}
 }
+
+// A ban that covers the balancer's own address (a client on the balancer
+// host, or in its IPv6 /64, failing logins) must not cut off the clients
+// behind it: the accept loop does not refuse a balancer, the banned client
+// is refused after its header, and the ban stays out of the firewall,
+// where it would drop the balancer itself.
+func TestBanCoveringBalancer(t *testing.T) {
+	f := proxyServer(t, 0, func(c *config.Config) { c.Ban.MaxFailures = 2 })
+	for i := range 2 {
+		c := dialFrom(t, balancerIP, f.explicit)
+		c.Write(header(t, 2, fmt.Sprintf("%s:%d", balancerIP, 1000+i)))
+		r := bufio.NewReader(c)
+		reply(t, r)
+		command(t, c, r, "AUTH TLS")
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		tr := bufio.NewReader(tc)
+		command(t, tc, tr, "USER u")
+		command(t, tc, tr, "PASS wrong")
+	}
+	if _, banned := f.s.bans.Banned(netip.MustParseAddr(balancerIP), time.Now()); !banned {
+		t.Fatal("the failing client was not banned")
+	}
+	other := dialFrom(t, balancerIP, f.explicit)
+	other.Write(header(t, 2, "192.0.2.45:1000"))
+	r := bufio.NewReader(other)
+	if l := reply(t, r); !strings.HasPrefix(l, "220") {
+		t.Fatalf("a client behind the balancer got %q", l)
+	}
+	banned := dialFrom(t, balancerIP, f.explicit)
+	banned.Write(header(t, 2, balancerIP+":2000"))
+	banned.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := banned.Read(make([]byte, 64)); n != 0 || err == nil {
+		t.Fatalf("the banned client behind the balancer was answered (%d bytes, %v)", n, err)
+	}
+
+	fw := &banFW{}
+	s := banServer(t, fw)
+	s.cfg.Server.ProxyProtocol = []netip.Prefix{netip.MustParsePrefix("2001:db8:1::5/128")}
+	s.AddBan(netip.MustParsePrefix("2001:db8:1::/64"), time.Minute, "test")
+	s.AddBan(netip.MustParsePrefix("2001:db8:2::/64"), time.Minute, "test")
+	if len(fw.bans) != 1 || fw.bans[0] != netip.MustParsePrefix("2001:db8:2::/64") {
+		t.Fatalf("firewall bans %v, want only the one that spares the balancer", fw.bans)
+	}
+}
