@@ -17,12 +17,26 @@ import (
 	"time"
 )
 
+// fakeStore serves h as an S3 endpoint until the test ends and returns a
+// client of it.
+func fakeStore(t *testing.T, h http.HandlerFunc) *S3Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	c, err := NewS3Client(S3Config{Host: strings.TrimPrefix(srv.URL, "http://"), PathStyle: true, Region: "us-east-1",
+		AccessKey: "a", SecretKey: "b"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // TestS3StalledStore: a store that stops sending in the middle of a
 // download fails the read after opTimeout instead of holding it forever.
 func TestS3StalledStore(t *testing.T) {
 	defer func(d time.Duration) { opTimeout = d }(opTimeout)
 	opTimeout = 300 * time.Millisecond
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := fakeStore(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
 		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
 		w.Header().Set("Content-Length", "1000")
@@ -32,13 +46,7 @@ func TestS3StalledStore(t *testing.T) {
 		w.Write([]byte(strings.Repeat("x", 10)))
 		w.(http.Flusher).Flush()
 		<-r.Context().Done() // then nothing more
-	}))
-	defer srv.Close()
-	c, err := NewS3Client(S3Config{Host: strings.TrimPrefix(srv.URL, "http://"), PathStyle: true, Region: "us-east-1",
-		AccessKey: "a", SecretKey: "b"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	f, err := c.Fs("bucket", "", S3Options{}).Open("f")
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +72,7 @@ func TestS3StalledStore(t *testing.T) {
 func TestS3PartRefusedAborts(t *testing.T) {
 	var mu sync.Mutex
 	var seen []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := fakeStore(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		q := r.URL.Query()
 		mu.Lock()
@@ -88,13 +96,7 @@ func TestS3PartRefusedAborts(t *testing.T) {
 			w.WriteHeader(http.StatusNotImplemented)
 		}
 		mu.Unlock()
-	}))
-	defer srv.Close()
-	c, err := NewS3Client(S3Config{Host: strings.TrimPrefix(srv.URL, "http://"), PathStyle: true, Region: "us-east-1",
-		AccessKey: "a", SecretKey: "b"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	fsys := c.Fs("bucket", "", S3Options{PartSize: 1 << 10})
 	f, err := fsys.Create("f")
 	if err != nil {
@@ -119,7 +121,7 @@ func TestS3PartRefusedAborts(t *testing.T) {
 // the HEAD saw, and the store answers 412 when it no longer matches.
 func TestS3ReplacedObjectFailsRead(t *testing.T) {
 	const v1, v2 = `"11111111111111111111111111111111"`, `"22222222222222222222222222222222"`
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := fakeStore(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))
 		if r.Method == http.MethodHead { // version 1: 10 bytes
 			w.Header().Set("ETag", v1)
@@ -135,13 +137,7 @@ func TestS3ReplacedObjectFailsRead(t *testing.T) {
 		w.Header().Set("ETag", v2)
 		w.Header().Set("Content-Length", "100000")
 		w.Write([]byte(strings.Repeat("N", 100000)))
-	}))
-	defer srv.Close()
-	c, err := NewS3Client(S3Config{Host: strings.TrimPrefix(srv.URL, "http://"), PathStyle: true, Region: "us-east-1",
-		AccessKey: "a", SecretKey: "b"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	f, err := c.Fs("bucket", "", S3Options{}).Open("f")
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +153,7 @@ func TestS3ReplacedObjectFailsRead(t *testing.T) {
 // ReadFrom path a data connection takes, is reported as the store's
 // refusal (no space), not as a failed data connection.
 func TestS3StoreErrorReachesClient(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c := fakeStore(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
 		q := r.URL.Query()
 		switch {
@@ -175,13 +171,7 @@ func TestS3StoreErrorReachesClient(t *testing.T) {
 		default:
 			w.WriteHeader(http.StatusNotImplemented)
 		}
-	}))
-	defer srv.Close()
-	c, err := NewS3Client(S3Config{Host: strings.TrimPrefix(srv.URL, "http://"), PathStyle: true, Region: "us-east-1",
-		AccessKey: "a", SecretKey: "b"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	d := NewS3(c.Fs("bucket", "", S3Options{PartSize: 1 << 10}), Options{})
 	tr, err := d.GetHandle("/f", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0)
 	if err != nil {
