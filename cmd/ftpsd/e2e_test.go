@@ -91,24 +91,31 @@ func TestImplicitFTPSDownload(t *testing.T) {
 
 func TestLftpMirrorRoundTrip(t *testing.T) {
 	s := startFTPSD(t, newNS(t), serverOpts{})
-	local := filepath.Join(s.dir, "tree")
-	randomFile(t, filepath.Join(local, "a", "one.bin"), 200_000)
-	randomFile(t, filepath.Join(local, "a", "b", "two.bin"), 1_500_000)
-	randomFile(t, filepath.Join(local, "c", "three.txt"), 10)
-	randomFile(t, filepath.Join(local, "empty-dir", ".keep"), 0)
-	script := fmt.Sprintf(lftpSettings+`open -u alice,%s ftp://%s:%d
-mirror -R tree /up
-mirror /up back
-quit
-`, testUsers["alice"], srvIP4, ctlPort)
-	os.WriteFile(filepath.Join(s.dir, "script.lftp"), []byte(script), 0o600)
-	s.mustRun(120*time.Second, "lftp", "-f", "script.lftp")
-	if out, err := exec.Command("diff", "-r", local, filepath.Join(s.dir, "back")).CombinedOutput(); err != nil {
-		t.Fatalf("trees differ after mirror up and back:\n%s", out)
-	}
-	if out, err := exec.Command("diff", "-r", local, filepath.Join(s.root("alice"), "up")).CombinedOutput(); err != nil {
+	tree := lftpMirror(t, s, "")
+	if out, err := exec.Command("diff", "-r", tree, filepath.Join(s.root("alice"), "up")).CombinedOutput(); err != nil {
 		t.Fatalf("server tree differs:\n%s", out)
 	}
+}
+
+// lftpMirror makes a small tree in s.dir (nested folders, a tiny file, an
+// empty one), has lftp log in as alice, mirror it up to /up and back into
+// s.dir/back, then run more (lftp commands, run in s.dir), and requires
+// the tree that came back to equal the one sent. It returns the tree.
+func lftpMirror(t *testing.T, s *ftpsd, more string) string {
+	t.Helper()
+	tree := filepath.Join(s.dir, "tree")
+	randomFile(t, filepath.Join(tree, "a", "one.bin"), 200_000)
+	randomFile(t, filepath.Join(tree, "a", "b", "two.bin"), 1_500_000)
+	randomFile(t, filepath.Join(tree, "c", "three.txt"), 10)
+	randomFile(t, filepath.Join(tree, "empty-dir", ".keep"), 0)
+	script := fmt.Sprintf(lftpSettings+"open -u alice,%s ftp://%s:%d\nmirror -R tree /up\nmirror /up back\n%squit\n",
+		testUsers["alice"], srvIP4, ctlPort, more)
+	os.WriteFile(filepath.Join(s.dir, "script.lftp"), []byte(script), 0o600)
+	s.mustRun(120*time.Second, "lftp", "-f", "script.lftp")
+	if out, err := exec.Command("diff", "-r", tree, filepath.Join(s.dir, "back")).CombinedOutput(); err != nil {
+		t.Fatalf("trees differ after mirror up and back:\n%s", out)
+	}
+	return tree
 }
 
 func TestFtplibPasvAndEpsv(t *testing.T) {

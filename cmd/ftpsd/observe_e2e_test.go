@@ -93,16 +93,7 @@ func TestLogsXferlogAndMetrics(t *testing.T) {
 	s := &ftpsd{t: t, ns: newNS(t), dir: dir}
 	s.cfgPath = writeConfig(t, dir, serverOpts{extra: fmt.Sprintf("\n[log]\nformat = \"json\"\nxferlog = %q\n\n[metrics]\nlisten = %q\n", xfer, metricsAddr)})
 	// As in production: started as root, serving as an unprivileged account.
-	uid, gid := nobody(t)
-	setServerKeys(t, s.cfgPath, `run_as = "nobody"`)
-	openUp(t, dir)
-	for _, p := range []string{s.cfgPath, s.root("alice"), s.root("reader")} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.start()
-	s.waitLog("switched account", 5*time.Second)
+	startAsNobody(t, s, "", s.root("alice"), s.root("reader"))
 	s.waitLog("metrics endpoint", 5*time.Second)
 	alice := "alice:" + testUsers["alice"]
 	url := fmt.Sprintf("ftp://%s:%d/", srvIP4, ctlPort)

@@ -69,6 +69,24 @@ func nobody(t *testing.T) (uid, gid int) {
 	return uid, gid
 }
 
+// startAsNobody starts s as root with run_as = "nobody" (and keys, more
+// [server] lines), nobody owning its config and owned, and returns once
+// ftpsd has switched account, with nobody's ids.
+func startAsNobody(t *testing.T, s *ftpsd, keys string, owned ...string) (uid, gid int) {
+	t.Helper()
+	uid, gid = nobody(t)
+	setServerKeys(t, s.cfgPath, `run_as = "nobody"`+keys)
+	openUp(t, s.dir)
+	for _, p := range append([]string{s.cfgPath}, owned...) {
+		if err := os.Chown(p, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.start()
+	s.waitLog("switched account", 5*time.Second)
+	return uid, gid
+}
+
 // openUp lets an unprivileged account reach dir: it and its parent (the
 // per-test temp directory) are made traversable.
 func openUp(t *testing.T, dir string) {
@@ -97,19 +115,10 @@ func wantOwner(t *testing.T, path string, uid, gid int, mode os.FileMode) {
 // uploads and SIGHUP reload keep working; files and directories made over
 // FTP belong to the account with the configured umask, per user.
 func TestRunAs(t *testing.T) {
-	uid, gid := nobody(t)
 	ns := newNS(t)
 	dir := t.TempDir()
 	s := &ftpsd{t: t, ns: ns, dir: dir, cfgPath: writeConfig(t, dir, serverOpts{})}
-	setServerKeys(t, s.cfgPath, `run_as = "nobody"`+"\n"+`umask = "027"`)
-	openUp(t, dir)
-	for _, p := range []string{s.cfgPath, s.root("alice"), s.root("reader")} {
-		if err := os.Chown(p, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.start()
-	s.waitLog("switched account", 5*time.Second)
+	uid, gid := startAsNobody(t, s, "\n"+`umask = "027"`, s.root("alice"), s.root("reader"))
 
 	pid := s.cmd.Process.Pid
 	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))

@@ -364,20 +364,8 @@ quit
 		addr := net.JoinHostPort(host, strconv.Itoa(port))
 		n.mustBeDropped(cluB, addr, "attacker at another address")
 		n.mustBeDropped(lbSrcIP, addr, "the balancer's own address")
-		data, err := cl.DialDataAt(host, port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep, err := cl.Cmd("RETR held.bin"); err != nil || rep.Code != 150 {
-			t.Fatalf("RETR: %v %v", rep, err)
-		}
-		got, err := io.ReadAll(data)
-		if err != nil || sum(got) != sum(want) {
-			t.Fatalf("download after the attack: %d bytes, %v", len(got), err)
-		}
-		data.Close()
-		if rep, err := cl.Read(); err != nil || rep.Code != 226 {
-			t.Fatalf("after RETR: %v %v", rep, err)
+		if got := transferAt(t, cl, host, port, "RETR held.bin", nil); sum(got) != sum(want) {
+			t.Fatalf("download after the attack: %d bytes, not the file", len(got))
 		}
 		// The Go client's own transfers (PASV) work as well.
 		if err := cl.Stor("STOR from-go.bin", want); err != nil {
@@ -492,21 +480,7 @@ quit
 		want := randomFile(t, filepath.Join(work, "cross.bin"), 9<<20)
 
 		a, host, port := on(0)
-		data, err := a.DialDataAt(host, port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep, err := a.Cmd("STOR cross.bin"); err != nil || rep.Code != 150 {
-			t.Fatalf("STOR on node A: %v %v", rep, err)
-		}
-		data.SetDeadline(time.Now().Add(60 * time.Second))
-		if _, err := data.Write(want); err != nil {
-			t.Fatal(err)
-		}
-		data.Close()
-		if rep, err := a.Read(); err != nil || rep.Code != 226 {
-			t.Fatalf("after STOR on node A: %v %v", rep, err)
-		}
+		transferAt(t, a, host, port, "STOR cross.bin", want)
 		if rep, err := a.Cmd("MKD made-on-a"); err != nil || rep.Code != 257 {
 			t.Fatalf("MKD on node A: %v %v", rep, err)
 		}
@@ -516,21 +490,8 @@ quit
 		}
 
 		b, host, port := on(1)
-		data, err = b.DialDataAt(host, port)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rep, err := b.Cmd("RETR cross.bin"); err != nil || rep.Code != 150 {
-			t.Fatalf("RETR on node B: %v %v", rep, err)
-		}
-		data.SetDeadline(time.Now().Add(60 * time.Second))
-		got, err := io.ReadAll(data)
-		if err != nil || sum(got) != sum(want) {
-			t.Fatalf("node B served %d bytes (%v), not node A's upload", len(got), err)
-		}
-		data.Close()
-		if rep, err := b.Read(); err != nil || rep.Code != 226 {
-			t.Fatalf("after RETR on node B: %v %v", rep, err)
+		if got := transferAt(t, b, host, port, "RETR cross.bin", nil); sum(got) != sum(want) {
+			t.Fatalf("node B served %d bytes, not node A's upload", len(got))
 		}
 		list, err := b.Retr("MLSD")
 		if err != nil || !strings.Contains(string(list), "type=dir;") || !strings.Contains(string(list), " made-on-a\r\n") ||
@@ -574,6 +535,36 @@ quit
 			t.Errorf("%d warnings about the balancer's address, want 1 (the header-less connection):\n%s", n, logs)
 		}
 	})
+}
+
+// transferAt runs cmd (RETR, or STOR of up) on the data connection to
+// host:port that an earlier PASV of cl announced, requiring its 150 and
+// 226; it returns what a RETR received.
+func transferAt(t *testing.T, cl *ftpclient.Client, host string, port int, cmd string, up []byte) []byte {
+	t.Helper()
+	data, err := cl.DialDataAt(host, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	if rep, err := cl.Cmd("%s", cmd); err != nil || rep.Code != 150 {
+		t.Fatalf("%s on %s: %v %v", cmd, host, rep, err)
+	}
+	data.SetDeadline(time.Now().Add(60 * time.Second))
+	var got []byte
+	if up != nil {
+		_, err = data.Write(up)
+	} else {
+		got, err = io.ReadAll(data)
+	}
+	if err != nil {
+		t.Fatalf("%s on %s: %v", cmd, host, err)
+	}
+	data.Close()
+	if rep, err := cl.Read(); err != nil || rep.Code != 226 {
+		t.Fatalf("after %s on %s: %v %v", cmd, host, rep, err)
+	}
+	return got
 }
 
 // n0dial connects to the balancer from src.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
@@ -111,20 +110,13 @@ func TestS3AndBalancer(t *testing.T) {
 // srvIP4 alone, with a passive range of its own, beside the cluster's
 // nodes that share the namespace.
 func testS3Storage(t *testing.T, ns *testns.NS, srv *s3test.Server, extra string) {
-	uid, gid := nobody(t)
 	root := "s3://" + e2eBucket + "/alice"
 	dir := t.TempDir()
 	xfer := filepath.Join(dir, "xferlog")
 	extra += fmt.Sprintf("\n[log]\nxferlog = %q\n", xfer)
 	s := &ftpsd{t: t, ns: ns, dir: dir, host: srvIP4, cfgPath: writeConfig(t, dir, serverOpts{extra: extra, host: srvIP4,
 		ports: "51000-51099", roots: map[string]string{"alice": root, "reader": root}})}
-	setServerKeys(t, s.cfgPath, `run_as = "nobody"`)
-	openUp(t, dir)
-	if err := os.Chown(s.cfgPath, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	s.start()
-	s.waitLog("switched account", 5*time.Second)
+	uid, gid := startAsNobody(t, s, "")
 	base := fmt.Sprintf("ftp://%s:%d/", srvIP4, ctlPort)
 
 	// 10 MiB: past one 8 MiB part, so uploads of it are multipart.
@@ -229,23 +221,7 @@ func testS3Storage(t *testing.T, ns *testns.NS, srv *s3test.Server, extra string
 	})
 
 	t.Run("lftp-mirror", func(t *testing.T) {
-		local := filepath.Join(s.dir, "tree")
-		randomFile(t, filepath.Join(local, "a", "one.bin"), 200_000)
-		randomFile(t, filepath.Join(local, "a", "b", "two.bin"), 1_500_000)
-		randomFile(t, filepath.Join(local, "c", "three.txt"), 10)
-		randomFile(t, filepath.Join(local, "empty-dir", ".keep"), 0)
-		script := fmt.Sprintf(lftpSettings+`open -u alice,%s ftp://%s:%d
-mirror -R tree /up
-mirror /up back
-put small.bin -o lftp-small.bin
-get lftp-small.bin -o lftp-back.bin
-quit
-`, testUsers["alice"], srvIP4, ctlPort)
-		os.WriteFile(filepath.Join(s.dir, "script.lftp"), []byte(script), 0o600)
-		s.mustRun(120*time.Second, "lftp", "-f", "script.lftp")
-		if out, err := exec.Command("diff", "-r", local, filepath.Join(s.dir, "back")).CombinedOutput(); err != nil {
-			t.Fatalf("trees differ after mirror up and back:\n%s", out)
-		}
+		lftpMirror(t, s, "put small.bin -o lftp-small.bin\nget lftp-small.bin -o lftp-back.bin\n")
 		if got, _ := os.ReadFile(filepath.Join(s.dir, "lftp-back.bin")); !bytes.Equal(got, small) {
 			t.Fatal("lftp put/get differs")
 		}
