@@ -49,22 +49,13 @@ ID=$$
 NS=ftpsdbrute-$ID
 WORK=$(mktemp -d "/tmp/ftpsd-brute-$ID.XXXXXX")
 SRV=198.18.0.1 LEGIT=198.18.0.2 ATK_ALLOWED=198.18.0.3 ATK=198.18.0.4
-FTPSD_PID=""
-
-cleanup() {
-	if [ -n "$FTPSD_PID" ]; then kill "$FTPSD_PID" 2>/dev/null || true; wait "$FTPSD_PID" 2>/dev/null || true; fi
-	ip netns delete "$NS" 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 echo "=== building ftpsd and loadgen"
 (cd "$ROOT" && go build -o "$WORK/ftpsd" ./cmd/ftpsd && go build -o "$WORK/loadgen" ./bench/loadgen)
 
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-for a in $SRV $LEGIT $ATK_ALLOWED $ATK; do ip -n "$NS" addr add "$a/32" dev lo; done
+netns_up $SRV $LEGIT $ATK_ALLOWED $ATK
 
 # A real password and bcrypt at its default cost (10), as `ftpsd passwd` makes it.
 PASS=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -94,12 +85,7 @@ name = "bench"
 password_hash = "$HASH"
 root = "$WORK/files"
 EOF
-ip netns exec "$NS" "$WORK/ftpsd" serve -c "$WORK/ftpsd.toml" >"$WORK/ftpsd.log" 2>&1 &
-FTPSD_PID=$!
-for _ in $(seq 100); do
-	ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/$SRV/2121" 2>/dev/null && break
-	sleep 0.1
-done
+serve_ftpsd $SRV
 
 RES=$WORK/brute.jsonl
 lg() { ip netns exec "$NS" "$WORK/loadgen" brute -server ftpsd -out "$RES" -addr "$SRV:2121" -user bench -pass "$PASS" -src "$LEGIT" -d "${SECS}s" "$@"; }

@@ -408,6 +408,13 @@ lg() {
 	in_cli "$LOADGEN" "$cmd" -server "$name" -cgroup "$CG/$name" -addr "$SRV_IP:${PORT[$name]}" \
 		-user "$BUSER" -pass "$PASS" -src "$CLI_IP" -out "$RESULTS" "$@"
 }
+# fresh_idle SERVER ARGS...: loadgen idle against SERVER freshly started, so
+# that its memory starts from a clean server.
+fresh_idle() {
+	start_server "$1"
+	sleep 1
+	lg idle "$@"
+}
 # The order alternates between runs, so neither server always goes first.
 order() { if [ $(($1 % 2)) = 1 ]; then echo vsftpd ftpsd; else echo ftpsd vsftpd; fi; }
 
@@ -477,9 +484,7 @@ if want idle; then
 	log "3. memory: $IDLE idle logged-in TLS sessions (each server freshly started)"
 	for run in $(seq "$RUNS"); do
 		for s in $(order "$run"); do
-			start_server "$s"
-			sleep 1
-			lg idle "$s" -run "$run" -n "$IDLE" -settle "$SETTLE"
+			fresh_idle "$s" -run "$run" -n "$IDLE" -settle "$SETTLE"
 		done
 	done
 fi
@@ -532,11 +537,9 @@ if want many; then
 	log "7. many idle TLS sessions: $MANY (ftpsd) and $MANY_VS (vsftpd); memory, open rate, memory ${MANY_AFTER}s after they close"
 	for run in $(seq "$RUNS"); do
 		for s in $(order "$run"); do
-			start_server "$s"
-			sleep 1
 			n=$MANY
 			[ "$s" = vsftpd ] && n=$MANY_VS
-			lg idle "$s" -run "$run" -test idle-many -n "$n" -c 16 -settle "$SETTLE" -after "${MANY_AFTER}s"
+			fresh_idle "$s" -run "$run" -test idle-many -n "$n" -c 16 -settle "$SETTLE" -after "${MANY_AFTER}s"
 		done
 	done
 fi

@@ -26,19 +26,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=${OUT:-$ROOT/bench/testssl-results.md}
 ID=$$ NS=ftpsdtls-$ID SRV=198.18.0.1
 WORK=$(mktemp -d "/tmp/ftpsd-testssl-$ID.XXXXXX")
-FTPSD_PID=""
-cleanup() {
-	if [ -n "$FTPSD_PID" ]; then kill "$FTPSD_PID" 2>/dev/null || true; wait "$FTPSD_PID" 2>/dev/null || true; fi
-	ip netns delete "$NS" 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 (cd "$ROOT" && go build -o "$WORK/ftpsd" ./cmd/ftpsd)
-ip netns add "$NS"
-ip -n "$NS" link set lo up
-ip -n "$NS" addr add "$SRV/32" dev lo
+netns_up $SRV
 HASH=$(head -c 18 /dev/urandom | base64 | "$WORK/ftpsd" passwd)
 mkdir -p "$WORK/files"
 cat >"$WORK/ftpsd.toml" <<EOF
@@ -54,12 +46,7 @@ name = "u"
 password_hash = "$HASH"
 root = "$WORK/files"
 EOF
-ip netns exec "$NS" "$WORK/ftpsd" serve -c "$WORK/ftpsd.toml" >"$WORK/ftpsd.log" 2>&1 &
-FTPSD_PID=$!
-for _ in $(seq 100); do
-	ip netns exec "$NS" bash -c "exec 3<>/dev/tcp/$SRV/2121" 2>/dev/null && break
-	sleep 0.1
-done
+serve_ftpsd $SRV
 
 {
 	echo "# testssl.sh against ftpsd"

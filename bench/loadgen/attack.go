@@ -41,13 +41,7 @@ func cmdAttack(args []string) error {
 	conc := fs.Int("c", 100, "parallel SYNs in flight")
 	probe := fs.Duration("probe-timeout", 400*time.Millisecond, "connect timeout per port (a dropped SYN times out)")
 	hold := fs.Duration("hold", 4*time.Second, "how long the attacker keeps and reads its connections after the sweep")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(false); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, false); err != nil {
 		return err
 	}
 	lo, hi, err := parseRange(*portRange)

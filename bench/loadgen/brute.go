@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,13 +28,7 @@ func cmdBrute(args []string) error {
 	conns := fs.Int("c", 20, "parallel attacker connections (0: no attack, idle baseline)")
 	dur := fs.Duration("d", 10*time.Second, "how long the phase runs")
 	phase := fs.String("phase", "", "phase label in the results")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(false); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, false); err != nil {
 		return err
 	}
 	if *conns > 0 && *attacker == "" {
@@ -194,16 +187,12 @@ func cmdBruteReport(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(*in)
+	results, err := readResults(*in)
 	if err != nil {
 		return err
 	}
 	var rows []Result
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		var r Result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			return fmt.Errorf("%s: %w", *in, err)
-		}
+	for _, r := range results {
 		if r.Test == "brute" {
 			rows = append(rows, r)
 		}

@@ -92,7 +92,6 @@ func (t *target) login(timeout time.Duration) (*ftpclient.Client, error) {
 type pasvTiming struct {
 	pasv    time.Duration // PASV sent -> 227 read
 	connect time.Duration // 227 read -> data TCP connection established
-	bytes   int64
 }
 
 // transfer runs PASV, connects the data port, sends cmd (LIST, RETR ...)
@@ -128,7 +127,7 @@ func dataTransfer(c *ftpclient.Client, port int, cmd string, sink io.Writer) (pa
 			err = tc.Handshake()
 		}
 		if err == nil {
-			tm.bytes, err = io.Copy(sink, data)
+			_, err = io.Copy(sink, data)
 		}
 		if cerr := data.Close(); err == nil && cerr != nil && !errors.Is(cerr, net.ErrClosed) {
 			err = cerr

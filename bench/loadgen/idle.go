@@ -20,13 +20,7 @@ func cmdIdle(args []string) error {
 	wait := fs.Duration("settle", 3*time.Second, "idle time before memory is read")
 	after := fs.Duration("after", 0, "read the PSS again this long after the sessions closed (0: not)")
 	test := fs.String("test", "idle", "test name in the results")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(true); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
 	if *n < 1 || *n > 20000 {

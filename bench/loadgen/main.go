@@ -99,6 +99,11 @@ func emit(path string, r Result) error {
 	if path == "" {
 		return nil
 	}
+	return appendResult(path, r)
+}
+
+// appendResult appends r to the results file at path as one JSON line.
+func appendResult(path string, r Result) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -128,6 +133,19 @@ func flags(name string) (*flag.FlagSet, *common, *target) {
 	cm.register(fs)
 	t.register(fs)
 	return fs, cm, t
+}
+
+// parse parses a measuring subcommand's args and checks the flags every
+// measurement needs: -server, -cgroup if it reads the server's cgroup, and
+// the target's -addr, -user and -src.
+func parse(fs *flag.FlagSet, args []string, cm *common, t *target, needCgroup bool) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cm.check(needCgroup); err != nil {
+		return err
+	}
+	return t.check()
 }
 
 func (c *common) register(fs *flag.FlagSet) {

@@ -33,13 +33,7 @@ func cmdMirror(args []string) error {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	test := fs.String("test", "", "test name in the results (default mirror-DIR-PARALLEL)")
 	caFile := fs.String("cafile", "", "lftp ssl:ca-file (default: the system bundle, which lftp parses for every data connection)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(true); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
 	if *local == "" || (*dir == "up" && *check == "") {
@@ -90,11 +84,7 @@ func cmdMirror(args []string) error {
 	script := strings.Join(lines, "; ")
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	basePIDs, err := cgroupPIDs(cm.cgroup)
-	if err != nil {
-		return err
-	}
-	cpu0, err := cpuUsec(cm.cgroup)
+	meter, err := startCPU(cm.cgroup)
 	if err != nil {
 		return err
 	}
@@ -104,8 +94,7 @@ func cmdMirror(args []string) error {
 	if err != nil {
 		return fmt.Errorf("lftp %s: %v: %s", cmd, err, strings.TrimSpace(string(out)))
 	}
-	settle(cm.cgroup, len(basePIDs), 5*time.Second)
-	cpu1, err := cpuUsec(cm.cgroup)
+	cpu, err := meter.used()
 	if err != nil {
 		return err
 	}
@@ -127,10 +116,10 @@ func cmdMirror(args []string) error {
 		"bytes":            float64(wantBytes),
 		"seconds":          secs,
 		"files_per_s":      n / secs,
-		"cpu_s_per_1000":   float64(cpu1-cpu0) / 1e6 / n * 1000,
+		"cpu_s_per_1000":   float64(cpu) / 1e6 / n * 1000,
 		"parallel":         float64(*parallel),
 		"bytes_per_s_mb":   float64(gotBytes) / secs / 1e6,
-		"server_cpu_s_all": float64(cpu1-cpu0) / 1e6,
+		"server_cpu_s_all": float64(cpu) / 1e6,
 	}})
 }
 

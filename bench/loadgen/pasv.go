@@ -17,13 +17,7 @@ func cmdPasv(args []string) error {
 	fs, cm, t := flags("pasv")
 	n := fs.Int("n", 500, "samples")
 	warm := fs.Int("warmup", 20, "samples discarded first")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(false); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, false); err != nil {
 		return err
 	}
 	if *n < 1 || *n > 100_000 {

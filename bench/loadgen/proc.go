@@ -34,6 +34,35 @@ func cpuUsec(cg string) (int64, error) {
 	return ns / 1000, err
 }
 
+// cpuMeter is the server's CPU time over one measurement.
+type cpuMeter struct {
+	cg    string
+	procs int   // processes in the cgroup before
+	usec0 int64 // CPU time before
+}
+
+// startCPU reads the server's processes and CPU time before a measurement.
+func startCPU(cg string) (*cpuMeter, error) {
+	pids, err := cgroupPIDs(cg)
+	if err != nil {
+		return nil, err
+	}
+	usec, err := cpuUsec(cg)
+	if err != nil {
+		return nil, err
+	}
+	return &cpuMeter{cg: cg, procs: len(pids), usec0: usec}, nil
+}
+
+// used waits (up to 5 s) for the session processes the measurement made to
+// exit, so that their CPU time is counted, and returns the µs used since
+// startCPU.
+func (m *cpuMeter) used() (int64, error) {
+	settle(m.cg, m.procs, 5*time.Second)
+	usec, err := cpuUsec(m.cg)
+	return usec - m.usec0, err
+}
+
 // cgroupPIDs lists the processes in the cgroup.
 func cgroupPIDs(cg string) ([]int, error) {
 	b, err := os.ReadFile(filepath.Join(cg, "cgroup.procs"))

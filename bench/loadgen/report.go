@@ -312,15 +312,5 @@ func cmdMeta(args []string) error {
 	for i, l := range strings.Split(strings.TrimSpace(string(text)), "\n") {
 		r.Info[fmt.Sprintf("%02d", i+1)] = l
 	}
-	line, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = f.Write(append(line, '\n'))
-	return err
+	return appendResult(*out, r)
 }

@@ -21,13 +21,7 @@ func cmdSessions(args []string) error {
 	dur := fs.Duration("d", 20*time.Second, "how long clients start new sessions")
 	maxSessions := fs.Int("max", 1_000_000, "upper bound on sessions in total")
 	curlBin := fs.String("curl", "curl", "curl binary (driver curl)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(true); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
 	var one func(ctx context.Context) error
@@ -39,11 +33,7 @@ func cmdSessions(args []string) error {
 	default:
 		return fmt.Errorf("unknown driver %q", *driver)
 	}
-	basePIDs, err := cgroupPIDs(cm.cgroup)
-	if err != nil {
-		return err
-	}
-	cpu0, err := cpuUsec(cm.cgroup)
+	meter, err := startCPU(cm.cgroup)
 	if err != nil {
 		return err
 	}
@@ -90,8 +80,7 @@ func cmdSessions(args []string) error {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	settle(cm.cgroup, len(basePIDs), 5*time.Second)
-	cpu1, err := cpuUsec(cm.cgroup)
+	cpu, err := meter.used()
 	if err != nil {
 		return err
 	}
@@ -101,7 +90,7 @@ func cmdSessions(args []string) error {
 		"failed":          float64(fail),
 		"seconds":         elapsed.Seconds(),
 		"sessions_per_s":  float64(ok) / elapsed.Seconds(),
-		"cpu_ms_per_sess": float64(cpu1-cpu0) / 1000 / float64(max(ok, 1)),
+		"cpu_ms_per_sess": float64(cpu) / 1000 / float64(max(ok, 1)),
 		"session_p50_ms":  percentileMS(lat, 50),
 		"session_p95_ms":  percentileMS(lat, 95),
 	}}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +19,7 @@ import (
 // cmdTLSServe runs in the server's namespace: it sends -file to every TLS
 // connection, in large writes, then closes. It stops after -for.
 func cmdTLSServe(args []string) error {
-	fs, _, _ := flags("tlsserve")
+	fs := flag.NewFlagSet("tlsserve", flag.ContinueOnError)
 	listen := fs.String("listen", "", "address to listen on")
 	cert := fs.String("cert", "", "certificate (PEM)")
 	key := fs.String("key", "", "key (PEM)")

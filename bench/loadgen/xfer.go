@@ -20,13 +20,7 @@ func cmdXfer(args []string) error {
 	check := fs.String("check", "", "after an upload, the path where the server stored it (size is checked, then it is removed)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up after this long")
 	curlBin := fs.String("curl", "curl", "curl binary")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if err := cm.check(true); err != nil {
-		return err
-	}
-	if err := t.check(); err != nil {
+	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
 	url := fmt.Sprintf("ftp://%s/%s", t.addr, strings.TrimPrefix(*remote, "/"))
@@ -48,11 +42,7 @@ func cmdXfer(args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	basePIDs, err := cgroupPIDs(cm.cgroup)
-	if err != nil {
-		return err
-	}
-	cpu0, err := cpuUsec(cm.cgroup)
+	meter, err := startCPU(cm.cgroup)
 	if err != nil {
 		return err
 	}
@@ -60,8 +50,7 @@ func cmdXfer(args []string) error {
 	if err != nil {
 		return fmt.Errorf("curl: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	settle(cm.cgroup, len(basePIDs), 5*time.Second)
-	cpu1, err := cpuUsec(cm.cgroup)
+	cpu, err := meter.used()
 	if err != nil {
 		return err
 	}
@@ -95,7 +84,7 @@ func cmdXfer(args []string) error {
 			"seconds":        xferSecs,
 			"login_seconds":  pre,
 			"bytes":          bytes,
-			"cpu_s_per_gib":  float64(cpu1-cpu0) / 1e6 / (bytes / (1 << 30)),
-			"cpu_s_transfer": float64(cpu1-cpu0) / 1e6,
+			"cpu_s_per_gib":  float64(cpu) / 1e6 / (bytes / (1 << 30)),
+			"cpu_s_transfer": float64(cpu) / 1e6,
 		}})
 }
