@@ -119,16 +119,10 @@ func (t *s3Transfer) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom fills the part buffer straight from the data connection; errors
-// that are not the store's come from the connection. The store's own are
-// already worded for the client (and a 451 is recognised by its text).
+// ReadFrom fills the part buffer straight from the data connection.
 func (t *s3Transfer) ReadFrom(r io.Reader) (int64, error) {
 	n, err := t.file.ReadFrom(r)
 	t.bytes += n
-	var pe *publicError
-	if errors.As(err, &pe) {
-		return n, err
-	}
 	return n, ioError(err)
 }
 

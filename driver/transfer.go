@@ -207,10 +207,12 @@ type Telling interface {
 }
 
 // ioError hides paths and system call names in an error ftpserverlib will
-// put into a reply. EOF stays EOF; errors that are not the file's come
-// from the data connection.
+// put into a reply. EOF stays EOF, and errors already worded for the client
+// (the object store's; a 451 is recognised by its text) stay as they are;
+// errors that are not the file's come from the data connection.
 func ioError(err error) error {
-	if err == nil || err == io.EOF {
+	var worded *publicError
+	if err == nil || err == io.EOF || errors.As(err, &worded) {
 		return err
 	}
 	var pe *fs.PathError
