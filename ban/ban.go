@@ -111,9 +111,13 @@ func (t *Tracker) Allowed(a netip.Addr) bool {
 
 // Banned returns the ban covering a, if one is in force at now.
 func (t *Tracker) Banned(a netip.Addr, now time.Time) (Ban, bool) {
-	a = a.Unmap()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.bannedLocked(a.Unmap(), now)
+}
+
+// bannedLocked is Banned for an unmapped a, with t.mu held.
+func (t *Tracker) bannedLocked(a netip.Addr, now time.Time) (Ban, bool) {
 	if b, ok := t.bans[t.Source(a)]; ok && now.Before(b.Until) {
 		return b, true
 	}
@@ -134,10 +138,12 @@ func (t *Tracker) Fail(a netip.Addr, weight int, reason string, now time.Time) (
 	if t.Allowed(a) {
 		return 0, nil
 	}
+	a = a.Unmap()
 	src := t.Source(a)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if b, ok := t.bans[src]; ok && now.Before(b.Until) {
+	// A ban of a wider prefix (the operator's) covers the source too.
+	if _, ok := t.bannedLocked(a, now); ok {
 		return 0, nil
 	}
 	evs := t.prune(t.events[src], now)

@@ -159,6 +159,22 @@ func TestOperatorBans(t *testing.T) {
 	}
 }
 
+// A source inside an operator's wider ban is already banned: its failures
+// are not counted into a second, narrower ban (logged and enforced again).
+func TestFailUnderWideBan(t *testing.T) {
+	tr := newTracker()
+	tr.Add(netip.MustParsePrefix("203.0.113.0/24"), time.Hour, "operator", t0)
+	a := netip.MustParseAddr("::ffff:203.0.113.9")
+	for i := range 5 {
+		if d, b := tr.Fail(a, WeightFailedLogin, "bad password", t0.Add(time.Duration(i)*time.Second)); d != 0 || b != nil {
+			t.Fatalf("failure %d under a /24 ban: delay %v, ban %v", i+1, d, b)
+		}
+	}
+	if l := tr.List(t0); len(l) != 1 || l[0].Reason != "operator" {
+		t.Fatalf("bans %v, want only the operator's", l)
+	}
+}
+
 func TestTarpitCapped(t *testing.T) {
 	tr := New(Config{MaxFailures: 1000, Window: time.Hour, Duration: time.Hour, IPv6Prefix: 64})
 	a := netip.MustParseAddr("198.51.100.7")

@@ -140,6 +140,16 @@ func (s *S3Fs) key(name string) (string, error) {
 	return k, nil
 }
 
+// entryKey is key for an entry that is removed or renamed: the root
+// itself is refused.
+func (s *S3Fs) entryKey(name string) (string, error) {
+	k, err := s.key(name)
+	if err == nil && k == "" {
+		return "", &publicError{"permission denied", fs.ErrPermission}
+	}
+	return k, err
+}
+
 // dirKey is the prefix of a directory's contents: "" + prefix for the root.
 func (s *S3Fs) dirKey(k string) string {
 	if k == "" {
@@ -448,12 +458,9 @@ func (s *S3Fs) OpenFile(name string, flag int, _ os.FileMode) (afero.File, error
 
 // Remove deletes a file, or an empty directory's marker.
 func (s *S3Fs) Remove(name string) error {
-	k, err := s.key(name)
+	k, err := s.entryKey(name)
 	if err != nil {
 		return err
-	}
-	if k == "" {
-		return &publicError{"permission denied", fs.ErrPermission}
 	}
 	fi, err := s.stat(k)
 	if err != nil {
@@ -489,12 +496,9 @@ func (s *S3Fs) removeDir(k string) error {
 
 // RemoveAll deletes a file or a directory and every key under it.
 func (s *S3Fs) RemoveAll(name string) error {
-	k, err := s.key(name)
+	k, err := s.entryKey(name)
 	if err != nil {
 		return err
-	}
-	if k == "" {
-		return &publicError{"permission denied", fs.ErrPermission}
 	}
 	c, progress, stop := stallCtx()
 	defer stop()
@@ -529,16 +533,13 @@ func (s *S3Fs) RemoveAll(name string) error {
 // not atomic: for a moment both names exist, and a failed delete leaves
 // both. Directories are refused: their rename would copy every key.
 func (s *S3Fs) Rename(oldname, newname string) error {
-	o, err := s.key(oldname)
+	o, err := s.entryKey(oldname)
 	if err != nil {
 		return err
 	}
-	n, err := s.key(newname)
+	n, err := s.entryKey(newname)
 	if err != nil {
 		return err
-	}
-	if o == "" || n == "" {
-		return &publicError{"permission denied", fs.ErrPermission}
 	}
 	fi, err := s.stat(o)
 	if err != nil {

@@ -65,7 +65,7 @@ var errNoResume = &publicError{"resuming an upload (REST+STOR, APPE) is not supp
 
 // s3Handle opens a transfer on object storage.
 func (f *FS) s3Handle(name string, flags int, offset int64) (ftpserver.FileTransfer, error) {
-	t := &s3Transfer{fs: f, path: name, offset: offset, start: time.Now()}
+	t := &s3Transfer{xfer: xfer{fs: f, path: name, offset: offset, start: time.Now()}}
 	if flags&(os.O_WRONLY|os.O_RDWR) == 0 {
 		r, err := rel(name)
 		if err != nil {
@@ -101,14 +101,8 @@ func (f *FS) s3Handle(name string, flags int, offset int64) (ftpserver.FileTrans
 // s3Transfer is one RETR or STOR on object storage: it counts bytes and, at
 // Close, stores a complete upload or aborts an incomplete one.
 type s3Transfer struct {
-	file   *s3File
-	fs     *FS
-	path   string
-	dir    string
-	offset int64
-	start  time.Time
-	bytes  int64
-	failed error
+	xfer
+	file *s3File
 }
 
 var _ ftpserver.FileTransferError = (*s3Transfer)(nil)
@@ -125,16 +119,10 @@ func (t *s3Transfer) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// ReadFrom fills the part buffer straight from the data connection; errors
-// that are not the store's come from the connection. The store's own are
-// already worded for the client (and a 451 is recognised by its text).
+// ReadFrom fills the part buffer straight from the data connection.
 func (t *s3Transfer) ReadFrom(r io.Reader) (int64, error) {
 	n, err := t.file.ReadFrom(r)
 	t.bytes += n
-	var pe *publicError
-	if errors.As(err, &pe) {
-		return n, err
-	}
 	return n, ioError(err)
 }
 
@@ -143,27 +131,16 @@ func (t *s3Transfer) Seek(offset int64, whence int) (int64, error) {
 	return t.file.Seek(offset, whence)
 }
 
-// TransferError records that the data stream did not end cleanly.
-func (t *s3Transfer) TransferError(err error) {
-	if t.failed == nil {
-		t.failed = err
-	}
-}
-
 // Close completes an upload only if the stream ended cleanly (and, for a
 // TLS stream, with close_notify: Options.UploadComplete); otherwise the
 // multipart upload is aborted and the previous object stays.
 func (t *s3Transfer) Close() error {
 	defer t.fs.drop()
-	if t.dir == "upload" && t.failed == nil && t.fs.opts.UploadComplete != nil {
-		t.failed = t.fs.opts.UploadComplete()
-	}
 	var err error
-	if t.dir == "upload" && t.failed != nil {
+	if !t.settle() && t.dir == "upload" {
 		t.file.Abort()
 	} else if err = t.file.Close(); errors.Is(err, fs.ErrClosed) {
 		err = nil
 	}
-	return t.fs.finish(TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes, Start: t.start},
-		t.failed, err, t.dir == "upload")
+	return t.end(err, t.dir == "upload")
 }

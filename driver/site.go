@@ -73,7 +73,9 @@ func (f *FS) siteUmask(arg string) *ftpserver.AnswerCommand {
 	return &ftpserver.AnswerCommand{Code: ftpserver.StatusOK, Message: fmt.Sprintf("UMASK set to %03o", m)}
 }
 
-// ComputeHash digests bytes [start, end) of a file (HASH).
+// ComputeHash digests bytes [start, end) of a file (HASH). ftpserverlib's
+// own HASH would open the file through GetHandle, so every HASH would be
+// logged and counted as a download (xferlog, OnTransfer).
 func (f *FS) ComputeHash(name string, algo ftpserver.HASHAlgo, start, end int64) (string, error) {
 	var h hash.Hash
 	switch algo {

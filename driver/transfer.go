@@ -76,7 +76,7 @@ func (f *FS) download(name string, offset int64) (*transfer, error) {
 		}
 		return nil, public(err)
 	}
-	return &transfer{File: file, fs: f, path: name, dir: "download", offset: offset, start: time.Now(), truncateAt: -1}, nil
+	return &transfer{File: file, xfer: xfer{fs: f, path: name, dir: "download", offset: offset, start: time.Now()}, truncateAt: -1}, nil
 }
 
 func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) {
@@ -110,7 +110,7 @@ func (f *FS) resume(name, r string, flags int, offset int64) (*transfer, error) 
 			return nil, public(err)
 		}
 	}
-	t := &transfer{File: file, fs: f, path: name, dir: "upload", offset: offset, start: time.Now(), truncateAt: -1}
+	t := &transfer{File: file, xfer: xfer{fs: f, path: name, dir: "upload", offset: offset, start: time.Now()}, truncateAt: -1}
 	if flags&os.O_APPEND == 0 {
 		// The resumed part replaces whatever followed offset, but only
 		// once data arrives: a client that never connects changes nothing.
@@ -142,17 +142,16 @@ func (f *FS) replace(name, r string) (*transfer, error) {
 		f.root.Remove(tmp)
 		return nil, public(err)
 	}
-	return &transfer{File: file, fs: f, path: name, dir: "upload", start: time.Now(), tmp: tmp, final: r, truncateAt: -1}, nil
+	return &transfer{File: file, xfer: xfer{fs: f, path: name, dir: "upload", start: time.Now()}, tmp: tmp, final: r, truncateAt: -1}, nil
 }
 
 // syncFile flushes a completed upload before its rename; a variable so that
 // tests can count the flushes.
 var syncFile = (*os.File).Sync
 
-// transfer is one open RETR/STOR/APPE handle; it counts bytes, decides the
-// fate of a replacing upload at Close, and logs the transfer.
-type transfer struct {
-	*os.File
+// xfer is what a transfer on disk and one on object storage share: the
+// facts of its TransferRecord and whether its stream ended cleanly.
+type xfer struct {
 	fs     *FS
 	path   string
 	dir    string
@@ -160,6 +159,36 @@ type transfer struct {
 	start  time.Time
 	bytes  int64
 	failed error
+}
+
+// TransferError records that the data stream did not end cleanly.
+func (x *xfer) TransferError(err error) {
+	if x.failed == nil {
+		x.failed = err
+	}
+}
+
+// settle runs at Close and reports whether the upload may be kept: the
+// stream ended cleanly and, for a TLS stream, with close_notify
+// (Options.UploadComplete). Downloads are always clean here.
+func (x *xfer) settle() bool {
+	if x.dir == "upload" && x.failed == nil && x.fs.opts.UploadComplete != nil {
+		x.failed = x.fs.opts.UploadComplete()
+	}
+	return x.failed == nil
+}
+
+// end hands the ended transfer to FS.finish.
+func (x *xfer) end(err error, kept bool) error {
+	return x.fs.finish(TransferRecord{Path: x.path, Direction: x.dir, Offset: x.offset, Bytes: x.bytes, Start: x.start},
+		x.failed, err, kept)
+}
+
+// transfer is one open RETR/STOR/APPE handle; it counts bytes, decides the
+// fate of a replacing upload at Close, and logs the transfer.
+type transfer struct {
+	*os.File
+	xfer
 	// tmp and final are set for replacing uploads.
 	tmp, final string
 	// truncateAt is where a REST+STOR cuts the file, -1 once done or for
@@ -178,10 +207,12 @@ type Telling interface {
 }
 
 // ioError hides paths and system call names in an error ftpserverlib will
-// put into a reply. EOF stays EOF; errors that are not the file's come
-// from the data connection.
+// put into a reply. EOF stays EOF, and errors already worded for the client
+// (the object store's; a 451 is recognised by its text) stay as they are;
+// errors that are not the file's come from the data connection.
 func ioError(err error) error {
-	if err == nil || err == io.EOF {
+	var worded *publicError
+	if err == nil || err == io.EOF || errors.As(err, &worded) {
 		return err
 	}
 	var pe *fs.PathError
@@ -256,22 +287,12 @@ func (t *transfer) WriteTo(w io.Writer) (int64, error) {
 	return n, ioError(err)
 }
 
-// TransferError records that the data stream did not end cleanly.
-func (t *transfer) TransferError(err error) {
-	if t.failed == nil {
-		t.failed = err
-	}
-}
-
 // Close finishes the transfer: a replacing upload is synced and renamed into
 // place only if nothing went wrong, otherwise removed.
 func (t *transfer) Close() error {
 	defer t.fs.drop()
-	if t.dir == "upload" && t.failed == nil && t.fs.opts.UploadComplete != nil {
-		t.failed = t.fs.opts.UploadComplete()
-	}
 	var err error
-	if t.failed == nil {
+	if t.settle() {
 		// A complete but empty REST+STOR still cuts the file at the offset.
 		err = t.cut()
 	}
@@ -291,8 +312,7 @@ func (t *transfer) Close() error {
 			}
 		}
 	}
-	return t.fs.finish(TransferRecord{Path: t.path, Direction: t.dir, Offset: t.offset, Bytes: t.bytes, Start: t.start},
-		t.failed, err, t.tmp != "")
+	return t.end(err, t.tmp != "")
 }
 
 // finish logs an ended transfer, tells OnTransfer, and words the error

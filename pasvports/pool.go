@@ -96,15 +96,16 @@ func (p *Pool) Share() int {
 	return p.share
 }
 
-// take counts a lease against src's share.
-func (p *Pool) take(src netip.Prefix) error {
+// take counts a lease against the share of client's source, which it returns.
+func (p *Pool) take(client netip.Addr) (netip.Prefix, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	src := p.source(client)
 	if p.held[src] >= p.share {
-		return fmt.Errorf("%w (%d of %d ports)", ErrOverShare, p.held[src], len(p.pos))
+		return src, fmt.Errorf("%w (%d of %d ports)", ErrOverShare, p.held[src], len(p.pos))
 	}
 	p.held[src]++
-	return nil
+	return src, nil
 }
 
 func (p *Pool) untake(src netip.Prefix) {
@@ -194,10 +195,8 @@ func (p *Pool) Lease(ln net.Listener, client netip.Addr, label string, wait time
 	}
 	port := uint16(addr.Port)
 	client = client.Unmap()
-	p.mu.Lock()
-	src := p.source(client)
-	p.mu.Unlock()
-	if err := p.take(src); err != nil {
+	src, err := p.take(client)
+	if err != nil {
 		return nil, fmt.Errorf("lease port %d for %s: %w", port, src, err)
 	}
 	if err := p.acquire(port); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpsd/ftpsd/ban"
 	"github.com/ftpsd/ftpsd/nft"
 )
 
@@ -432,13 +433,7 @@ func TestShare(t *testing.T) {
 	if p.Share() != 2 {
 		t.Fatalf("default share of 10 ports = %d, want 2", p.Share())
 	}
-	p.SetShare(0, func(a netip.Addr) netip.Prefix {
-		if a.Is6() {
-			pre, _ := a.Prefix(64)
-			return pre
-		}
-		return netip.PrefixFrom(a, 32)
-	})
+	p.SetShare(0, func(a netip.Addr) netip.Prefix { return ban.Source(a, 64) })
 	var held []*Lease
 	lease := func(client string) error {
 		l, err := p.Lease(listen(t, p), netip.MustParseAddr(client), "", 0)

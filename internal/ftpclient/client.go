@@ -86,9 +86,9 @@ func (c *Client) TLSConfig() *tls.Config { return c.tlsConf }
 // DialDataTLS opens a data connection to port and starts TLS with conf
 // (for tests: another session's tickets, or none), without handshaking yet.
 func (c *Client) DialDataTLS(port int, conf *tls.Config) (*tls.Conn, error) {
-	conn, err := c.dial("tcp", net.JoinHostPort(c.host, strconv.Itoa(port)))
+	conn, err := c.dialData(c.host, port)
 	if err != nil {
-		return nil, fmt.Errorf("dial data port %d: %w", port, err)
+		return nil, err
 	}
 	return tls.Client(conn, conf), nil
 }
@@ -231,11 +231,19 @@ func (c *Client) PASV() (string, int, error) {
 // TLS-wrapped after PROT P (the handshake runs on first use).
 func (c *Client) DialData(port int) (net.Conn, error) { return c.DialDataAt(c.host, port) }
 
-// DialDataAt is DialData to another host (the one a PASV reply names).
-func (c *Client) DialDataAt(host string, port int) (net.Conn, error) {
+func (c *Client) dialData(host string, port int) (net.Conn, error) {
 	conn, err := c.dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return nil, fmt.Errorf("dial data %s port %d: %w", host, port, err)
+	}
+	return conn, nil
+}
+
+// DialDataAt is DialData to another host (the one a PASV reply names).
+func (c *Client) DialDataAt(host string, port int) (net.Conn, error) {
+	conn, err := c.dialData(host, port)
+	if err != nil {
+		return nil, err
 	}
 	if c.Private {
 		return tls.Client(conn, c.tlsConf), nil

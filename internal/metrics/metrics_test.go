@@ -40,6 +40,29 @@ func TestFirewallDecorator(t *testing.T) {
 	}
 }
 
+// The restore counter is read at scrape time from the firewall's count and
+// is absent when nothing counts restores (firewall off).
+func TestTableRestores(t *testing.T) {
+	m := New()
+	m.Observe(Sources{Sessions: func() int { return 0 }, FreePorts: func() int { return 0 }})
+	if mfs, err := m.reg.Gather(); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, mf := range mfs {
+			if mf.GetName() == "ftpsd_table_restores_total" {
+				t.Fatal("restore counter registered without a source")
+			}
+		}
+	}
+	restores := 0
+	m = New()
+	m.Observe(Sources{Sessions: func() int { return 0 }, FreePorts: func() int { return 0 }, Restores: func() int { return restores }})
+	restores = 2
+	if got := gather(t, m, "ftpsd_table_restores_total"); got != 2 {
+		t.Fatalf("table restores %v, want 2", got)
+	}
+}
+
 func TestNilMetricsCountsNothing(t *testing.T) {
 	var m *Metrics
 	m.Login(true)
@@ -51,7 +74,7 @@ func TestNilMetricsCountsNothing(t *testing.T) {
 	}
 }
 
-// gather reads one metric: a gauge's value or a histogram's sample count.
+// gather reads one metric: a gauge's or counter's value or a histogram's sample count.
 func gather(t *testing.T, m *Metrics, name string) float64 {
 	t.Helper()
 	mfs, err := m.reg.Gather()
@@ -65,6 +88,9 @@ func gather(t *testing.T, m *Metrics, name string) float64 {
 		met := mf.GetMetric()[0]
 		if h := met.GetHistogram(); h != nil {
 			return float64(h.GetSampleCount())
+		}
+		if c := met.GetCounter(); c != nil {
+			return c.GetValue()
 		}
 		return met.GetGauge().GetValue()
 	}
