@@ -49,22 +49,14 @@ func banFlags(name string, args []string) (string, []string, error) {
 // parseBanPrefix reads ADDR or ADDR/LEN; a bare IPv6 address stands for its
 // /v6Bits prefix, as the server counts IPv6 clients.
 func parseBanPrefix(s string, v6Bits int) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/LEN prefix", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
+	p, err := config.ParsePrefix(s)
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not an address or ADDR/LEN prefix", s)
 	}
-	a = a.Unmap()
-	if a.Is4() {
-		return netip.PrefixFrom(a, 32), nil
+	if !strings.Contains(s, "/") && p.Addr().Is6() {
+		return netip.PrefixFrom(p.Addr().WithZone(""), v6Bits).Masked(), nil
 	}
-	return netip.PrefixFrom(a.WithZone(""), v6Bits).Masked(), nil
+	return p, nil
 }
 
 func cmdBan(args []string, stdout, stderr io.Writer) error {
