@@ -2,7 +2,6 @@ package server
 
 import (
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -71,24 +70,15 @@ func TestBanReachesFirewallAndAcceptLoop(t *testing.T) {
 	if l := s.Bans(); len(l) != 1 {
 		t.Fatalf("server bans %v", l)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, sc := tcpPair(t)
 	defer c.Close()
-	sc, _ := ln.Accept()
+	defer sc.Close()
 	if s.refuseBanned(sc) {
 		t.Fatal("an unbanned source was refused")
 	}
 	s.bans.Add(netip.MustParsePrefix("127.0.0.0/8"), time.Minute, "test", time.Now())
-	c2, _ := net.Dial("tcp", ln.Addr().String())
+	c2, sc2 := tcpPair(t)
 	defer c2.Close()
-	sc2, _ := ln.Accept()
 	if !s.refuseBanned(sc2) {
 		t.Fatal("a banned source was not refused")
 	}

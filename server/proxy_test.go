@@ -165,6 +165,17 @@ func command(t *testing.T, c net.Conn, r *bufio.Reader, cmd string) string {
 	return reply(t, r)
 }
 
+// greeted reads c's greeting, which must be a 220, and returns the reader
+// for what follows.
+func greeted(t *testing.T, c net.Conn) *bufio.Reader {
+	t.Helper()
+	r := bufio.NewReader(c)
+	if got := reply(t, r); !strings.HasPrefix(got, "220 ") {
+		t.Fatalf("greeting %q", got)
+	}
+	return r
+}
+
 // mustClose expects the server to end the connection without a byte.
 func mustClose(t *testing.T, c net.Conn, what string) {
 	t.Helper()
@@ -295,10 +306,7 @@ func TestProxyTrustedWithoutHeaderRefused(t *testing.T) {
 func TestProxyUntrustedHeaderRefused(t *testing.T) {
 	f := proxyServer(t, 0, nil)
 	c := dialFrom(t, directIP, f.explicit)
-	r := bufio.NewReader(c)
-	if got := reply(t, r); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("greeting %q", got)
-	}
+	r := greeted(t, c)
 	// A forged header naming someone else's address.
 	c.Write(header(t, 2, "198.51.100.9:1234"))
 	if line, err := r.ReadString('\n'); err == nil {
@@ -308,8 +316,7 @@ func TestProxyUntrustedHeaderRefused(t *testing.T) {
 
 	// v1, split over two writes: still recognised.
 	c1 := dialFrom(t, directIP, f.explicit)
-	r1 := bufio.NewReader(c1)
-	reply(t, r1)
+	r1 := greeted(t, c1)
 	h := header(t, 1, "198.51.100.9:1234")
 	c1.Write(h[:3])
 	time.Sleep(50 * time.Millisecond)
@@ -339,10 +346,7 @@ func TestProxyUntrustedHeaderRefused(t *testing.T) {
 func TestProxyUntrustedWithoutHeaderServed(t *testing.T) {
 	f := proxyServer(t, 0, nil)
 	c := dialFrom(t, directIP, f.explicit)
-	r := bufio.NewReader(c)
-	if got := reply(t, r); !strings.HasPrefix(got, "220 ") {
-		t.Fatalf("greeting %q", got)
-	}
+	r := greeted(t, c)
 	if got := command(t, c, r, "PROT P"); !strings.HasPrefix(got, "503 ") {
 		t.Errorf("PROT P before AUTH = %q", got)
 	}
