@@ -67,8 +67,9 @@ func (s *Server) closeBanned(conn net.Conn) {
 	if tc, ok := tcpConn(conn); ok {
 		tc.SetLinger(0)
 	}
-	conn.Close()
+	// Counted first: a client that sees the close may read the counter next.
 	s.refused.Add(1)
+	conn.Close()
 }
 
 // AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
