@@ -102,10 +102,10 @@ func (d *dataListener) Accept() (net.Conn, error) {
 		}
 		conn = tls.Server(conn, cfg)
 	}
-	switch {
-	case d.sess.mlsd.Load():
+	switch d.sess.listing.Load() {
+	case mlsdListing:
 		conn = &lineConn{Conn: conn, rewrite: d.sess.mlsdEntry}
-	case d.sess.list.Load():
+	case listListing:
 		conn = &lineConn{Conn: conn, rewrite: d.sess.listEntry}
 	}
 	return conn, nil
