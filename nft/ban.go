@@ -171,7 +171,6 @@ func (fw *NFTables) readBans(conn *nftables.Conn) ([]Ban, error) {
 func decodeIntervals(elems []nftables.SetElement) ([]Ban, error) {
 	type point struct {
 		addr netip.Addr
-		end  bool
 		e    nftables.SetElement
 	}
 	var pts []point
@@ -180,19 +179,17 @@ func decodeIntervals(elems []nftables.SetElement) ([]Ban, error) {
 		if !ok {
 			return nil, fmt.Errorf("unexpected key %x", e.Key)
 		}
-		pts = append(pts, point{a, e.IntervalEnd, e})
+		pts = append(pts, point{a, e})
 	}
 	slices.SortFunc(pts, func(a, b point) int { return a.addr.Compare(b.addr) })
 	var out []Ban
 	for i, p := range pts {
-		if p.end {
+		if p.e.IntervalEnd {
 			continue
 		}
-		last := netip.Addr{}
-		if i+1 < len(pts) && pts[i+1].end {
+		last := prefixLast(netip.PrefixFrom(p.addr, 0)) // no end: to the top
+		if i+1 < len(pts) && pts[i+1].e.IntervalEnd {
 			last = pts[i+1].addr.Prev()
-		} else {
-			last = prefixLast(netip.PrefixFrom(p.addr, 0))
 		}
 		bits := p.addr.BitLen()
 		for bits > 0 {
