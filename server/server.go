@@ -45,7 +45,6 @@ type Server struct {
 	bans           *ban.Tracker
 	gate           *ban.Gate
 	stopExpire     chan struct{}
-	refused        atomic.Uint64 // connections from banned sources closed at accept
 	stopExpireOnce sync.Once
 
 	proxyTimeout time.Duration // tests: the PROXY header timeout, else proxyHeaderTimeout
