@@ -10,7 +10,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"slices"
 	"time"
@@ -51,30 +50,22 @@ func (fw *NFTables) banRange(p netip.Prefix) (*nftables.Set, []byte, []byte, err
 	if !p.IsValid() {
 		return nil, nil, nil, errors.New("invalid prefix")
 	}
-	if p.Addr().Is4In6() {
-		bits := p.Bits() - 96
-		if bits < 0 {
-			return nil, nil, nil, fmt.Errorf("prefix %s: an IPv4-mapped prefix needs at least /96", p)
-		}
-		p = netip.PrefixFrom(p.Addr().Unmap(), bits)
+	if p.Addr().Is4In6() && p.Bits() < 96 {
+		return nil, nil, nil, fmt.Errorf("prefix %s: an IPv4-mapped prefix needs at least /96", p)
 	}
-	p = p.Masked()
+	p = canonicalPrefix(p)
 	set := fw.ban6
 	if p.Addr().Is4() {
 		set = fw.ban4
 	}
-	start := p.Addr().AsSlice()
-	n := new(big.Int).SetBytes(start)
-	n.Add(n, new(big.Int).Lsh(big.NewInt(1), uint(p.Addr().BitLen()-p.Bits())))
-	if n.BitLen() > p.Addr().BitLen() {
+	end := prefixLast(p).Next()
+	if !end.IsValid() {
 		// The range reaches the top of the address space, where no end
 		// marker fits. Nothing legitimate lives up there (IPv4 broadcast,
 		// and IPv6's ff00::/8 is multicast, never a TCP source).
 		return nil, nil, nil, fmt.Errorf("prefix %s reaches the end of the address space; ban a narrower one", p)
 	}
-	end := make([]byte, len(start))
-	n.FillBytes(end)
-	return set, start, end, nil
+	return set, p.Addr().AsSlice(), end.AsSlice(), nil
 }
 
 // Ban drops new connections from p to ftpsd's ports for d, with reason as
@@ -180,7 +171,6 @@ func (fw *NFTables) readBans(conn *nftables.Conn) ([]Ban, error) {
 func decodeIntervals(elems []nftables.SetElement) ([]Ban, error) {
 	type point struct {
 		addr netip.Addr
-		end  bool
 		e    nftables.SetElement
 	}
 	var pts []point
@@ -189,19 +179,17 @@ func decodeIntervals(elems []nftables.SetElement) ([]Ban, error) {
 		if !ok {
 			return nil, fmt.Errorf("unexpected key %x", e.Key)
 		}
-		pts = append(pts, point{a, e.IntervalEnd, e})
+		pts = append(pts, point{a, e})
 	}
 	slices.SortFunc(pts, func(a, b point) int { return a.addr.Compare(b.addr) })
 	var out []Ban
 	for i, p := range pts {
-		if p.end {
+		if p.e.IntervalEnd {
 			continue
 		}
-		last := netip.Addr{}
-		if i+1 < len(pts) && pts[i+1].end {
+		last := prefixLast(netip.PrefixFrom(p.addr, 0)) // no end: to the top
+		if i+1 < len(pts) && pts[i+1].e.IntervalEnd {
 			last = pts[i+1].addr.Prev()
-		} else {
-			last = lastAddr(p.addr)
 		}
 		bits := p.addr.BitLen()
 		for bits > 0 {
@@ -226,13 +214,8 @@ func prefixLast(p netip.Prefix) netip.Addr {
 	return a
 }
 
-func lastAddr(a netip.Addr) netip.Addr {
-	if a.Is4() {
-		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
-	}
-	return netip.AddrFrom16([16]byte{0: 0xff, 1: 0xff, 2: 0xff, 3: 0xff, 4: 0xff, 5: 0xff, 6: 0xff, 7: 0xff, 8: 0xff, 9: 0xff, 10: 0xff, 11: 0xff, 12: 0xff, 13: 0xff, 14: 0xff, 15: 0xff})
-}
-
+// canonicalPrefix is p as the kernel's packets show it: IPv4-mapped is
+// IPv4, host bits cleared.
 func canonicalPrefix(p netip.Prefix) netip.Prefix {
 	if p.Addr().Is4In6() && p.Bits() >= 96 {
 		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)

@@ -101,7 +101,7 @@ func TestBanTimes(t *testing.T) {
 	if err := fw.Ban(pfx("192.0.2.7/32"), time.Hour, "inside"); !errors.Is(err, ErrBanOverlap) {
 		t.Fatalf("ban inside a banned prefix = %v; want ErrBanOverlap", err)
 	}
-	for _, bad := range []string{"0.0.0.0/0", "255.255.255.255/32", "::/0"} {
+	for _, bad := range []string{"0.0.0.0/0", "255.255.255.255/32", "::/0", "::ffff:0.0.0.0/80"} {
 		if err := fw.Ban(pfx(bad), time.Hour, ""); err == nil {
 			t.Errorf("Ban(%s) succeeded", bad)
 		}

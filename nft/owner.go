@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,18 +43,11 @@ func (e *OwnedError) Error() string {
 	if e.PID > 0 {
 		who = fmt.Sprintf("process %d", e.PID)
 		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", e.PID)); err == nil {
-			who = fmt.Sprintf("%s (pid %d)", trimNL(string(comm)), e.PID)
+			who = fmt.Sprintf("%s (pid %d)", strings.TrimRight(string(comm), "\r\n"), e.PID)
 		}
 	}
 	return fmt.Sprintf("table inet %s is managed by %s in this network namespace; "+
 		"stop it first, or give this server its own [firewall] table and passive ports", e.Table, who)
-}
-
-func trimNL(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // Claim is this process's ownership of one table in its network namespace.

@@ -71,17 +71,13 @@ func (c *ctlConn) intercept(line []byte) (bool, error) {
 		if c.sess.driver() != nil {
 			c.markUpload()
 		}
-		c.sess.mlsd.Store(false)
-		c.sess.list.Store(false)
+		c.sess.listing.Store(noListing)
 	case "RETR", "NLST":
-		c.sess.mlsd.Store(false)
-		c.sess.list.Store(false)
+		c.sess.listing.Store(noListing)
 	case "LIST":
-		c.sess.mlsd.Store(false)
-		c.sess.list.Store(true)
+		c.sess.listing.Store(listListing)
 	case "MLSD":
-		c.sess.mlsd.Store(true)
-		c.sess.list.Store(false)
+		c.sess.listing.Store(mlsdListing)
 	}
 	return false, nil
 }

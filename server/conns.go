@@ -102,10 +102,10 @@ func (d *dataListener) Accept() (net.Conn, error) {
 		}
 		conn = tls.Server(conn, cfg)
 	}
-	switch {
-	case d.sess.mlsd.Load():
+	switch d.sess.listing.Load() {
+	case mlsdListing:
 		conn = &lineConn{Conn: conn, rewrite: d.sess.mlsdEntry}
-	case d.sess.list.Load():
+	case listListing:
 		conn = &lineConn{Conn: conn, rewrite: d.sess.listEntry}
 	}
 	return conn, nil
@@ -164,21 +164,11 @@ func (d *dataConn) Close() error {
 type lineConn struct {
 	net.Conn
 	rewrite func(string) string
-	partial []byte
+	lines   lineBuf
 }
 
 func (l *lineConn) Write(p []byte) (int, error) {
-	l.partial = append(l.partial, p...)
-	var out []byte
-	for {
-		i := bytes.Index(l.partial, []byte("\r\n"))
-		if i < 0 {
-			break
-		}
-		out = append(out, l.rewrite(string(l.partial[:i]))...)
-		out = append(out, "\r\n"...)
-		l.partial = l.partial[i+2:]
-	}
+	out := l.lines.feed(p, l.rewrite)
 	// An empty write still matters: ftpserverlib sends one for an empty
 	// listing, and over TLS it is what runs the handshake.
 	if len(out) > 0 || len(p) == 0 {
@@ -189,10 +179,34 @@ func (l *lineConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// lineBuf cuts a written stream into CRLF-terminated lines, keeping an
+// unfinished one for the next write.
+type lineBuf struct{ partial []byte }
+
+// feed adds p and returns every line it completes, passed through rewrite,
+// CRLFs included.
+func (b *lineBuf) feed(p []byte, rewrite func(string) string) []byte {
+	b.partial = append(b.partial, p...)
+	var out []byte
+	for {
+		i := bytes.Index(b.partial, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		out = append(out, rewrite(string(b.partial[:i]))...)
+		out = append(out, "\r\n"...)
+		b.partial = b.partial[i+2:]
+	}
+	if len(b.partial) == 0 {
+		b.partial = nil
+	}
+	return out
+}
+
 func (l *lineConn) Close() error {
-	if len(l.partial) > 0 {
-		l.Conn.Write(l.partial)
-		l.partial = nil
+	if len(l.lines.partial) > 0 {
+		l.Conn.Write(l.lines.partial)
+		l.lines.partial = nil
 	}
 	return l.Conn.Close()
 }

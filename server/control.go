@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -50,7 +49,7 @@ type ctlConn struct {
 
 	mu      sync.Mutex // serialises writes and guards the fields below
 	cur     net.Conn   // raw, or the TLS connection after AUTH TLS
-	partial []byte     // a reply line ftpserverlib has not finished yet
+	replies lineBuf    // holds a reply line ftpserverlib has not finished yet
 	// upload is open while a STOR or APPE waits for its final reply.
 	upload chan struct{}
 
@@ -129,21 +128,7 @@ func (c *ctlConn) awaitUpload(err error) {
 func (c *ctlConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.partial = append(c.partial, p...)
-	var out []byte
-	for {
-		i := bytes.Index(c.partial, []byte("\r\n"))
-		if i < 0 {
-			break
-		}
-		out = append(out, c.rewrite(string(c.partial[:i]))...)
-		out = append(out, "\r\n"...)
-		c.partial = c.partial[i+2:]
-	}
-	if len(c.partial) == 0 {
-		c.partial = nil
-	}
-	if len(out) > 0 {
+	if out := c.replies.feed(p, c.rewrite); len(out) > 0 {
 		if _, err := c.cur.Write(out); err != nil {
 			return 0, err
 		}

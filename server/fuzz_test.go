@@ -47,7 +47,7 @@ func FuzzTicketOpen(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ss := sessionStateForFuzz(f)
+	ss := sessionState(f)
 	good, err := keys.seal(bindToken{7}, ss)
 	if err != nil {
 		f.Fatal(err)

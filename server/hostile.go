@@ -62,31 +62,13 @@ func (s *Server) refuseBanned(conn net.Conn) bool {
 	return true
 }
 
-// closeBanned closes a banned source's connection with an RST and counts it.
+// closeBanned closes a banned source's connection with an RST.
 func (s *Server) closeBanned(conn net.Conn) {
 	if tc, ok := tcpConn(conn); ok {
 		tc.SetLinger(0)
 	}
 	conn.Close()
-	s.refused.Add(1)
 }
-
-// AddBan bans prefix for d as if ftpsd had decided it (an operator's ban,
-// or one restored at start): logged, handed to the firewall if it holds
-// bans, open sessions from it closed, new connections refused at accept.
-func (s *Server) AddBan(prefix netip.Prefix, d time.Duration, reason string) {
-	s.enforceBan(s.bans.Add(prefix, d, reason, time.Now()), reason, nil)
-}
-
-// RemoveBan lifts the in-process ban of exactly prefix; it reports whether
-// there was one. (The firewall's copy is the caller's to remove.)
-func (s *Server) RemoveBan(prefix netip.Prefix) bool { return s.bans.Remove(prefix) }
-
-// RefusedBanned counts connections closed at accept because their source was banned.
-func (s *Server) RefusedBanned() uint64 { return s.refused.Load() }
-
-// Bans lists the bans in force (for status and tests).
-func (s *Server) Bans() []ban.Ban { return s.bans.List(time.Now()) }
 
 // failure counts a hostile event from sess's client. It returns how long
 // the reply should be held back; when the event decides a ban, the ban is

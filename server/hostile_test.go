@@ -2,7 +2,6 @@ package server
 
 import (
 	"log/slog"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"sync"
@@ -68,27 +67,18 @@ func TestBanReachesFirewallAndAcceptLoop(t *testing.T) {
 	if len(fw.bans) != 1 || fw.bans[0].String() != "2001:db8:1:2::/64" {
 		t.Fatalf("firewall bans %v, want the /64", fw.bans)
 	}
-	if l := s.Bans(); len(l) != 1 {
+	if l := s.bans.List(time.Now()); len(l) != 1 {
 		t.Fatalf("server bans %v", l)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, sc := tcpPair(t)
 	defer c.Close()
-	sc, _ := ln.Accept()
+	defer sc.Close()
 	if s.refuseBanned(sc) {
 		t.Fatal("an unbanned source was refused")
 	}
 	s.bans.Add(netip.MustParsePrefix("127.0.0.0/8"), time.Minute, "test", time.Now())
-	c2, _ := net.Dial("tcp", ln.Addr().String())
+	c2, sc2 := tcpPair(t)
 	defer c2.Close()
-	sc2, _ := ln.Accept()
 	if !s.refuseBanned(sc2) {
 		t.Fatal("a banned source was not refused")
 	}
@@ -109,22 +99,22 @@ func TestBanWithoutBanner(t *testing.T) {
 	}
 }
 
-// An operator's ban covers a whole prefix, reaches the firewall, and can be lifted.
-func TestAddAndRemoveBan(t *testing.T) {
+// addBan bans prefix as a decided ban is: logged, handed to the firewall
+// if it holds bans, refused at accept.
+func addBan(s *Server, prefix netip.Prefix) {
+	s.enforceBan(s.bans.Add(prefix, time.Minute, "test", time.Now()), "test", nil)
+}
+
+// A ban covers a whole prefix and reaches the firewall.
+func TestAddBan(t *testing.T) {
 	fw := &banFW{}
 	s := banServer(t, fw)
 	p := netip.MustParsePrefix("203.0.113.0/24")
-	s.AddBan(p, time.Minute, "operator")
+	addBan(s, p)
 	if len(fw.bans) != 1 || fw.bans[0] != p {
 		t.Fatalf("firewall bans %v", fw.bans)
 	}
 	if _, ok := s.bans.Banned(netip.MustParseAddr("203.0.113.9"), time.Now()); !ok {
 		t.Fatal("address in the banned /24 not banned")
-	}
-	if !s.RemoveBan(p) {
-		t.Fatal("RemoveBan found no ban")
-	}
-	if _, ok := s.bans.Banned(netip.MustParseAddr("203.0.113.9"), time.Now()); ok {
-		t.Fatal("still banned after RemoveBan")
 	}
 }

@@ -34,41 +34,35 @@ func (sess *session) listEntry(line string) string {
 	if !ok {
 		return line
 	}
-	return line[:i] + " 1 " + ownerName(st.Uid) + " " + groupName(st.Gid) + " " + rest
+	return line[:i] + " 1 " + idName(false, st.Uid) + " " + idName(true, st.Gid) + " " + rest
 }
 
-var names sync.Map // "u123" or "g123" -> name
-
-// ownerName is the account name of uid, or the number if it has none.
-func ownerName(uid uint32) string {
-	return lookupName("u", uid, func(id string) (string, error) {
-		u, err := user.LookupId(id)
-		if err != nil {
-			return "", err
-		}
-		return u.Username, nil
-	})
+// nameKey is a uid (group false) or a gid (group true).
+type nameKey struct {
+	group bool
+	id    uint32
 }
 
-// groupName is the group name of gid, or the number if it has none.
-func groupName(gid uint32) string {
-	return lookupName("g", gid, func(id string) (string, error) {
-		g, err := user.LookupGroupId(id)
-		if err != nil {
-			return "", err
-		}
-		return g.Name, nil
-	})
-}
+var names sync.Map // nameKey -> name
 
-func lookupName(kind string, id uint32, lookup func(string) (string, error)) string {
-	key := kind + strconv.FormatUint(uint64(id), 10)
+// idName is the account or group name of id, or the number if it has none.
+// Names are looked up once per process: a listing asks for every entry.
+func idName(group bool, id uint32) string {
+	key := nameKey{group, id}
 	if v, ok := names.Load(key); ok {
 		return v.(string)
 	}
-	name, err := lookup(strconv.FormatUint(uint64(id), 10))
-	if err != nil || name == "" || strings.ContainsAny(name, " \r\n") {
-		name = strconv.FormatUint(uint64(id), 10)
+	num := strconv.FormatUint(uint64(id), 10)
+	var name string
+	if group {
+		if g, err := user.LookupGroupId(num); err == nil {
+			name = g.Name
+		}
+	} else if u, err := user.LookupId(num); err == nil {
+		name = u.Username
+	}
+	if name == "" || strings.ContainsAny(name, " \r\n") {
+		name = num
 	}
 	names.Store(key, name)
 	return name

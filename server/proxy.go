@@ -26,6 +26,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,22 +45,12 @@ func (s *Server) proxyOn() bool { return len(s.cfg.Server.ProxyProtocol) > 0 }
 
 // trusted reports whether a is a balancer allowed to send a PROXY header.
 func (s *Server) trusted(a netip.Addr) bool {
-	for _, p := range s.cfg.Server.ProxyProtocol {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.cfg.Server.ProxyProtocol, func(p netip.Prefix) bool { return p.Contains(a) })
 }
 
 // coversBalancer reports whether a ban of p would catch a trusted balancer.
 func (s *Server) coversBalancer(p netip.Prefix) bool {
-	for _, b := range s.cfg.Server.ProxyProtocol {
-		if p.Overlaps(b) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(s.cfg.Server.ProxyProtocol, p.Overlaps)
 }
 
 // headerTimeout is proxyHeaderTimeout unless a test set its own.
@@ -91,12 +82,10 @@ func (s *Server) readProxyHeader(conn net.Conn) (net.Conn, bool, string) {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil, false, fmt.Sprintf("no PROXY header within %s from a proxy_protocol address", timeout)
-	case errors.Is(err, proxyproto.ErrNoProxyProtocol):
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol), err == nil && hdr == nil:
 		return nil, false, "no PROXY header from a proxy_protocol address (a balancer must send one)"
 	case err != nil:
 		return nil, false, fmt.Sprintf("invalid PROXY header: %v", err)
-	case hdr == nil:
-		return nil, false, "no PROXY header from a proxy_protocol address (a balancer must send one)"
 	case hdr.Command.IsLocal():
 		return pc, true, ""
 	}

@@ -45,7 +45,6 @@ type Server struct {
 	bans           *ban.Tracker
 	gate           *ban.Gate
 	stopExpire     chan struct{}
-	refused        atomic.Uint64 // connections from banned sources closed at accept
 	stopExpireOnce sync.Once
 
 	proxyTimeout time.Duration // tests: the PROXY header timeout, else proxyHeaderTimeout
@@ -144,23 +143,32 @@ type Listeners struct {
 // bind make Bind fail as a whole, closing the ones already open.
 func Bind(cfg *config.Config) (*Listeners, error) {
 	l := &Listeners{}
-	for _, a := range cfg.Server.Listen {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("listen on %s: %w", a, err)
-		}
-		l.explicit = append(l.explicit, ln)
+	var err error
+	if l.explicit, err = listenAll(cfg.Server.Listen); err != nil {
+		return nil, err
 	}
-	for _, a := range cfg.Server.ImplicitListen {
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			l.Close()
-			return nil, fmt.Errorf("listen on %s: %w", a, err)
-		}
-		l.implicit = append(l.implicit, ln)
+	if l.implicit, err = listenAll(cfg.Server.ImplicitListen); err != nil {
+		l.Close()
+		return nil, err
 	}
 	return l, nil
+}
+
+// listenAll opens a TCP listener on each address, or none: on a failure it
+// closes the ones already open.
+func listenAll(addrs []string) ([]net.Listener, error) {
+	var lns []net.Listener
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+			return nil, fmt.Errorf("listen on %s: %w", a, err)
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
 }
 
 // Close closes listeners that were never served.

@@ -46,14 +46,22 @@ type session struct {
 	closedCC bool
 
 	// Set by the control layer (ctlConn): TLS on the control connection,
-	// PROT P for data, and whether the next data connection carries MLSD.
+	// PROT P for data, and what the next data connection carries.
 	ctlTLS atomic.Bool
 	protP  atomic.Bool
-	mlsd   atomic.Bool
-	list   atomic.Bool // the next data connection carries a LIST (listowners.go)
+	// listing is what the next data connection carries: plain data, a
+	// LIST (listowners.go) or an MLSD, whose lines conns.go rewrites.
+	listing atomic.Uint32
 	// factSel is the OPTS MLST selection; nil means all facts.
 	factSel atomic.Pointer[[]string]
 }
+
+// Values of session.listing.
+const (
+	noListing = iota
+	listListing
+	mlsdListing
+)
 
 var (
 	_ ftpserver.MainDriver                        = (*session)(nil)
@@ -82,11 +90,11 @@ func (s *Server) runSession(conn net.Conn, ip netip.Addr, src netip.Prefix, bind
 	sess.ln = newOneShot(newCtlConn(conn, sess))
 	sess.log = s.log.With("session", sess.id, "client", conn.RemoteAddr().String())
 	s.register(sess)
+	attrs := []any{"implicit_tls", implicit, "local", conn.LocalAddr().String()}
 	if via != "" {
-		sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String(), "via", via)
-	} else {
-		sess.log.Info("session start", "implicit_tls", implicit, "local", conn.LocalAddr().String())
+		attrs = append(attrs, "via", via)
 	}
+	sess.log.Info("session start", attrs...)
 
 	ftp := ftpserver.NewFtpServer(sess)
 	// See libHandler for what is kept of ftpserverlib's log.

@@ -252,32 +252,33 @@ const (
 	extPreSharedKey  = 41 // TLS 1.3 (RFC 8446 4.2.11)
 )
 
+var errBadHello = errors.New("malformed ClientHello")
+
 // helloTickets returns the tickets a ClientHello offers: TLS 1.3 PSK
 // identities and a TLS 1.2 session ticket.
 func helloTickets(msg []byte) ([][]byte, error) {
-	bad := errors.New("malformed ClientHello")
 	s := cryptobyte.String(msg)
 	var typ uint8
 	var body, sessionID, suites, compression, exts cryptobyte.String
 	if !s.ReadUint8(&typ) || typ != 1 || !s.ReadUint24LengthPrefixed(&body) || !s.Empty() {
-		return nil, bad
+		return nil, errBadHello
 	}
 	if !body.Skip(2+32) || !body.ReadUint8LengthPrefixed(&sessionID) ||
 		!body.ReadUint16LengthPrefixed(&suites) || !body.ReadUint8LengthPrefixed(&compression) {
-		return nil, bad
+		return nil, errBadHello
 	}
 	if body.Empty() {
 		return nil, nil // no extensions at all
 	}
 	if !body.ReadUint16LengthPrefixed(&exts) || !body.Empty() {
-		return nil, bad
+		return nil, errBadHello
 	}
 	var out [][]byte
 	for !exts.Empty() {
 		var ext uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&ext) || !exts.ReadUint16LengthPrefixed(&data) {
-			return nil, bad
+			return nil, errBadHello
 		}
 		switch ext {
 		case extSessionTicket:
@@ -287,12 +288,12 @@ func helloTickets(msg []byte) ([][]byte, error) {
 		case extPreSharedKey:
 			var ids cryptobyte.String
 			if !data.ReadUint16LengthPrefixed(&ids) {
-				return nil, bad
+				return nil, errBadHello
 			}
 			for !ids.Empty() {
 				var id cryptobyte.String
 				if !ids.ReadUint16LengthPrefixed(&id) || !ids.Skip(4) {
-					return nil, bad
+					return nil, errBadHello
 				}
 				out = append(out, id)
 			}

@@ -203,14 +203,7 @@ func TestTicketsExpireAndRotate(t *testing.T) {
 }
 
 // sessionState gets a real *tls.SessionState from a handshake.
-func sessionState(t *testing.T) *tls.SessionState {
-	t.Helper()
-	return sessionStateTB(t)
-}
-
-func sessionStateForFuzz(f *testing.F) *tls.SessionState { return sessionStateTB(f) }
-
-func sessionStateTB(t testing.TB) *tls.SessionState {
+func sessionState(t testing.TB) *tls.SessionState {
 	t.Helper()
 	s := tlsServer(t)
 	var got *tls.SessionState
