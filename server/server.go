@@ -375,7 +375,7 @@ func (s *Server) handle(conn net.Conn, implicit bool) {
 	}
 	ip := remoteIP(conn)
 	client := conn.RemoteAddr().String()
-	conn = ackConn{conn}
+	conn = &ackConn{Conn: conn}
 	src := s.bans.Source(ip)
 	if refusal := s.admit(src, reserved); refusal != "" {
 		s.refuse(conn, implicit, client, refusal)

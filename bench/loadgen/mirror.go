@@ -21,7 +21,8 @@ const lftpTLS = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-GROUP-ALL:+GROUP-SE
 // server's -remote into a fresh local directory) or up (mirror -R of
 // -local to -remote), and records files/s and the server's CPU per 1,000
 // files. Every file is checked: down by count and size, up by count and
-// size in the server's directory (-check), which is then removed.
+// size in the server's directory (-check), which is then removed unless
+// -keep.
 func cmdMirror(args []string) error {
 	fs, cm, t := flags("mirror")
 	dir := fs.String("dir", "down", `"down" or "up"`)
@@ -33,6 +34,7 @@ func cmdMirror(args []string) error {
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up after this long")
 	test := fs.String("test", "", "test name in the results (default mirror-DIR-PARALLEL)")
 	caFile := fs.String("cafile", "", "lftp ssl:ca-file (default: the system bundle, which lftp parses for every data connection)")
+	keep := fs.Bool("keep", false, "leave the copy (down) or the uploaded tree (up) in place; the caller removes it later")
 	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
@@ -57,7 +59,9 @@ func cmdMirror(args []string) error {
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(d)
+		if !*keep {
+			defer os.RemoveAll(d)
+		}
 		into = filepath.Join(d, "copy")
 		cmd = fmt.Sprintf("mirror %s%s %s", opt, *remote, into)
 	case "up":
@@ -68,7 +72,7 @@ func cmdMirror(args []string) error {
 		return fmt.Errorf("-dir must be down or up")
 	}
 	defer func() {
-		if *dir == "up" {
+		if *dir == "up" && !*keep {
 			os.RemoveAll(into)
 		}
 	}()

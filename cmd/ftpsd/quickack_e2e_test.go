@@ -1,0 +1,55 @@
+package main
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var packetsRE = regexp.MustCompile(`counter packets (\d+)`)
+
+// TestControlRepliesCarryTheACK checks that, once a control connection is
+// past its handshake and login, each reply carries the ACK of its command:
+// no pure ACK packet goes out before every reply (ftpsd asks for quick ACKs
+// only while the connection is young; see server/quickack.go).
+func TestControlRepliesCarryTheACK(t *testing.T) {
+	ns := newNS(t)
+	// Count the server's packets on the control port that carry no payload
+	// (20-byte IP header, 32-byte TCP header with timestamps: 52 bytes).
+	ns.Run(t, "nft", "add table inet acks; "+
+		"add chain inet acks out { type filter hook output priority 0; policy accept; }; "+
+		"add rule inet acks out ip saddr "+srvIP4+" tcp sport "+strconv.Itoa(ctlPort)+" ip length < 60 counter")
+	pureACKs := func() int {
+		t.Helper()
+		m := packetsRE.FindStringSubmatch(ns.Run(t, "nft", "list", "chain", "inet", "acks", "out"))
+		if m == nil {
+			t.Fatal("no counter in the acks chain")
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+
+	s := startFTPSD(t, ns, serverOpts{})
+	c := s.client(cliA4, srvIP4, "alice")
+	// Past the young part of the stream (ctlQuickAckBytes of commands).
+	pad := strings.Repeat("x", 1000)
+	for i := 0; i < 20; i++ {
+		if _, err := c.Expect(200, "NOOP %s", pad); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const commands = 50
+	before := pureACKs()
+	for i := 0; i < commands; i++ {
+		if _, err := c.Expect(200, "NOOP"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A reply slower than the kernel's delayed-ACK timer (40 ms, a loaded
+	// machine) still gets a pure ACK first; a quick ACK gives one every time.
+	if n := pureACKs() - before; n > commands/5 {
+		t.Fatalf("the server sent %d pure ACKs for %d commands: replies do not carry the ACK", n, commands)
+	}
+}
