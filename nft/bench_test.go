@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/ftpsd/ftpsd/internal/testns"
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // benchFW sets up a table in a fresh namespace with a timeout long enough
@@ -57,6 +60,44 @@ func prefill(b *testing.B, fw *NFTables, n int) {
 	}
 }
 
+// generation reads nftables' ruleset generation in fw's namespace. The
+// kernel bumps it once per committed transaction, so the difference over a
+// run counts transactions whatever code made them (google/nftables has no
+// call for NFT_MSG_GETGEN).
+func generation(b *testing.B, fw *NFTables) uint32 {
+	b.Helper()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fw.cfg.NetNSFd})
+	if err != nil {
+		b.Fatalf("generation: %v", err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, // nfgenmsg
+	})
+	if err != nil || len(msgs) != 1 || len(msgs[0].Data) < 4 {
+		b.Fatalf("generation: %d replies, %v", len(msgs), err)
+	}
+	ad, err := netlink.NewAttributeDecoder(msgs[0].Data[4:])
+	if err != nil {
+		b.Fatalf("generation: %v", err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32()
+		}
+	}
+	b.Fatalf("generation: no NFTA_GEN_ID in the reply (%v)", ad.Err())
+	return 0
+}
+
+// reportTxns reports committed transactions per iteration (one Open and
+// one Close each): 2 without group commit, less the more changes share one.
+func reportTxns(b *testing.B, fw *NFTables, gen0 uint32) {
+	b.ReportMetric(float64(generation(b, fw)-gen0)/float64(b.N), "txns/op")
+}
+
 func reportLatency(b *testing.B, name string, lat []time.Duration) {
 	if len(lat) == 0 {
 		return
@@ -78,6 +119,7 @@ func benchSerialFW(b *testing.B, fw *NFTables, present int) {
 	client := netip.MustParseAddr("192.0.2.1")
 	open := make([]time.Duration, 0, b.N)
 	closeLat := make([]time.Duration, 0, b.N)
+	gen0 := generation(b, fw)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		port := uint16(50000 + i%999)
@@ -93,6 +135,7 @@ func benchSerialFW(b *testing.B, fw *NFTables, present int) {
 		closeLat = append(closeLat, time.Since(t1))
 	}
 	b.StopTimer()
+	reportTxns(b, fw, gen0)
 	reportLatency(b, "open", open)
 	reportLatency(b, "close", closeLat)
 }
@@ -120,6 +163,7 @@ func BenchmarkOpenCloseParallel16(b *testing.B) {
 		mu   sync.Mutex
 		all  []time.Duration
 	)
+	gen0 := generation(b, fw)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		id := atomic.AddInt32(&next, 1)
@@ -143,6 +187,7 @@ func BenchmarkOpenCloseParallel16(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	reportTxns(b, fw, gen0)
 	reportLatency(b, "open", all)
 	b.ReportMetric(float64(next), "goroutines")
 }
