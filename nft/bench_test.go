@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/ftpsd/ftpsd/internal/testns"
 	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // benchFW sets up a table in a fresh namespace with a timeout long enough
@@ -58,38 +55,6 @@ func prefill(b *testing.B, fw *NFTables, n int) {
 	if err != nil || len(got) != n {
 		b.Fatalf("prefill: List = %d elements, %v; want %d", len(got), err, n)
 	}
-}
-
-// generation reads nftables' ruleset generation in fw's namespace. The
-// kernel bumps it once per committed transaction, so the difference over a
-// run counts transactions whatever code made them (google/nftables has no
-// call for NFT_MSG_GETGEN).
-func generation(b *testing.B, fw *NFTables) uint32 {
-	b.Helper()
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fw.cfg.NetNSFd})
-	if err != nil {
-		b.Fatalf("generation: %v", err)
-	}
-	defer c.Close()
-	msgs, err := c.Execute(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
-		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, // nfgenmsg
-	})
-	if err != nil || len(msgs) != 1 || len(msgs[0].Data) < 4 {
-		b.Fatalf("generation: %d replies, %v", len(msgs), err)
-	}
-	ad, err := netlink.NewAttributeDecoder(msgs[0].Data[4:])
-	if err != nil {
-		b.Fatalf("generation: %v", err)
-	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		if ad.Type() == unix.NFTA_GEN_ID {
-			return ad.Uint32()
-		}
-	}
-	b.Fatalf("generation: no NFTA_GEN_ID in the reply (%v)", ad.Err())
-	return 0
 }
 
 // reportTxns reports committed transactions per iteration (one Open and
