@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftpsd/ftpsd/internal/testns"
 	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 )
 
 // benchFW sets up a table in a fresh namespace with a timeout long enough
@@ -57,10 +58,34 @@ func prefill(b *testing.B, fw *NFTables, n int) {
 	}
 }
 
-// reportTxns reports committed transactions per iteration (one Open and
-// one Close each): 2 without group commit, less the more changes share one.
-func reportTxns(b *testing.B, fw *NFTables, gen0 uint32) {
-	b.ReportMetric(float64(generation(b, fw)-gen0)/float64(b.N), "txns/op")
+// cost is where a run started: the kernel's ruleset generation and the
+// process's CPU time.
+type cost struct {
+	gen uint32
+	cpu time.Duration
+}
+
+func startCost(b *testing.B, fw *NFTables) cost {
+	return cost{gen: generation(b, fw), cpu: cpuTime(b)}
+}
+
+// report reports committed transactions per iteration (one Open and one
+// Close each: 2 without group commit, less the more changes share one) and
+// the process's CPU time per iteration. CPU time, unlike ns/op, includes
+// what goroutine hand-offs burn on other threads (futex wakes, spinning Ms).
+func (c cost) report(b *testing.B, fw *NFTables) {
+	cpu := cpuTime(b) - c.cpu
+	b.ReportMetric(float64(generation(b, fw)-c.gen)/float64(b.N), "txns/op")
+	b.ReportMetric(float64(cpu)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func reportLatency(b *testing.B, name string, lat []time.Duration) {
@@ -84,7 +109,7 @@ func benchSerialFW(b *testing.B, fw *NFTables, present int) {
 	client := netip.MustParseAddr("192.0.2.1")
 	open := make([]time.Duration, 0, b.N)
 	closeLat := make([]time.Duration, 0, b.N)
-	gen0 := generation(b, fw)
+	start := startCost(b, fw)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		port := uint16(50000 + i%999)
@@ -100,7 +125,7 @@ func benchSerialFW(b *testing.B, fw *NFTables, present int) {
 		closeLat = append(closeLat, time.Since(t1))
 	}
 	b.StopTimer()
-	reportTxns(b, fw, gen0)
+	start.report(b, fw)
 	reportLatency(b, "open", open)
 	reportLatency(b, "close", closeLat)
 }
@@ -128,7 +153,7 @@ func BenchmarkOpenCloseParallel16(b *testing.B) {
 		mu   sync.Mutex
 		all  []time.Duration
 	)
-	gen0 := generation(b, fw)
+	start := startCost(b, fw)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		id := atomic.AddInt32(&next, 1)
@@ -152,7 +177,7 @@ func BenchmarkOpenCloseParallel16(b *testing.B) {
 		mu.Unlock()
 	})
 	b.StopTimer()
-	reportTxns(b, fw, gen0)
+	start.report(b, fw)
 	reportLatency(b, "open", all)
 	b.ReportMetric(float64(next), "goroutines")
 }
