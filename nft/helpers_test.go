@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/ftpsd/ftpsd/internal/testns"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // setup runs Setup in ns and releases the connection when the test ends.
@@ -172,3 +175,35 @@ func mustList(t *testing.T, fw Firewall) []Pinhole {
 }
 
 func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+// generation reads nftables' ruleset generation in fw's namespace. The
+// kernel bumps it once per committed transaction, so the difference over a
+// run counts transactions whatever code made them (google/nftables has no
+// call for NFT_MSG_GETGEN).
+func generation(t testing.TB, fw *NFTables) uint32 {
+	t.Helper()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fw.cfg.NetNSFd})
+	if err != nil {
+		t.Fatalf("generation: %v", err)
+	}
+	defer c.Close()
+	msgs, err := c.Execute(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN), Flags: netlink.Request},
+		Data:   []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, // nfgenmsg
+	})
+	if err != nil || len(msgs) != 1 || len(msgs[0].Data) < 4 {
+		t.Fatalf("generation: %d replies, %v", len(msgs), err)
+	}
+	ad, err := netlink.NewAttributeDecoder(msgs[0].Data[4:])
+	if err != nil {
+		t.Fatalf("generation: %v", err)
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32()
+		}
+	}
+	t.Fatalf("generation: no NFTA_GEN_ID in the reply (%v)", ad.Err())
+	return 0
+}

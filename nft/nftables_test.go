@@ -764,23 +764,23 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return &change{done: make(chan error, 1), queue: func() error {
+		return &change{queue: func() error {
 			return fw.conn.SetAddElements(set, []nftables.SetElement{{Key: key, Timeout: time.Minute}})
 		}}
 	}
 	missing := &nftables.Set{Table: fw.table, Name: "no_such_set", KeyType: key4Type, Concatenation: true, HasTimeout: true}
-	bad := &change{done: make(chan error, 1), queue: func() error {
+	bad := &change{queue: func() error {
 		return fw.conn.SetAddElements(missing, []nftables.SetElement{{Key: make([]byte, key4Len)}})
 	}}
 	batch := []*change{good(50001), bad, good(50002)}
 	fw.commit(batch)
-	if err := <-batch[0].done; err != nil {
+	if err := batch[0].err; err != nil {
 		t.Errorf("first good change: %v", err)
 	}
-	if err := <-batch[1].done; err == nil {
+	if err := batch[1].err; err == nil {
 		t.Error("the bad change reported success")
 	}
-	if err := <-batch[2].done; err != nil {
+	if err := batch[2].err; err != nil {
 		t.Errorf("second good change: %v", err)
 	}
 	holes, err := fw.List()
