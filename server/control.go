@@ -91,15 +91,13 @@ func (c *ctlConn) Read(p []byte) (int, error) {
 	}
 	for len(c.pending) == 0 {
 		line, err := c.nextLine(p)
-		if err != nil && !errors.Is(err, errLineTooLong) {
-			if len(line) > 0 {
-				// The stream ended within a line: ftpserverlib gets what
-				// came, then the error on its next read.
-				return copy(p, line), nil
-			}
+		if err != nil && !errors.Is(err, errLineTooLong) && len(line) == 0 {
 			c.awaitUpload(err)
 			return 0, err
 		}
+		// With an error, line is too long or the end of a stream that
+		// stopped within a line: ftpserverlib gets it as it is (and the
+		// error on its next read).
 		if err == nil {
 			handled, err := c.intercept(line)
 			if err != nil {

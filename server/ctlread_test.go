@@ -117,7 +117,7 @@ func TestControlLines(t *testing.T) {
 // goroutines and the ctlConn come to about 8.3 KB per connection; with a
 // buffer of ctlLineMax more it was 12.7.
 func TestIdleControlHoldsNoReadBuffer(t *testing.T) {
-	const n = 200
+	const n = 500
 	pairs := make([]*ctlPair, n)
 	before := liveHeap()
 	for i := range pairs {
@@ -141,4 +141,28 @@ func liveHeap() int64 {
 	runtime.GC()
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
+}
+
+// A caller with a buffer smaller than a line gets it in pieces, also a last
+// unterminated line taken from bytes kept from an earlier read.
+func TestControlLinesSmallReads(t *testing.T) {
+	srv, cli := net.Pipe()
+	defer srv.Close()
+	c := newCtlConn(srv, &session{log: slog.New(slog.DiscardHandler)})
+	go func() {
+		cli.Write([]byte("USER alice\r\nNOOP\r\nQUIT now"))
+		cli.Close()
+	}()
+	var got []byte
+	buf := make([]byte, 4)
+	for range 100 {
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	if string(got) != "USER alice\r\nNOOP\r\nQUIT now" {
+		t.Fatalf("read in pieces: %q", got)
+	}
 }
