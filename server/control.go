@@ -49,6 +49,10 @@ type ctlConn struct {
 	// kept, in rest, until it is consumed. With 10,000 idle sessions a
 	// buffer of ctlLineMax each was 40 MB, and what Go never returns to the
 	// OS (span structures, GC metadata) grows with the peak heap.
+	// ftpserverlib's own reader and writer (4 KiB each, made in
+	// newClientHandler) stay for the session's life; buffers it took from a
+	// pool per command, or made on first use, would halve what an idle
+	// session holds (an upstream change: it has no setting for them).
 	in      io.Reader // raw, then the TLS connection after AUTH TLS
 	rest    []byte    // read but not yet handed over; nil when empty
 	pending []byte    // the part of a handed-over line the caller had no room for
