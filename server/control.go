@@ -1,7 +1,7 @@
 package server
 
 import (
-	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -42,9 +42,20 @@ type ctlConn struct {
 	raw  net.Conn // TCP, or the implicit TLS connection
 	sess *session
 
-	// Read side: only ftpserverlib's command loop reads.
-	rd      *bufio.Reader
-	pending []byte
+	// Read side: only ftpserverlib's command loop reads. A session waiting
+	// for its next command holds no read buffer of its own: reads go into
+	// the caller's buffer (ftpserverlib's command reader, which it keeps
+	// anyway), and only what arrived past the line being handed over is
+	// kept, in rest, until it is consumed. With 10,000 idle sessions a
+	// buffer of ctlLineMax each was 40 MB, and what Go never returns to the
+	// OS (span structures, GC metadata) grows with the peak heap.
+	// ftpserverlib's own reader and writer (4 KiB each, made in
+	// newClientHandler) stay for the session's life; buffers it took from a
+	// pool per command, or made on first use, would halve what an idle
+	// session holds (an upstream change: it has no setting for them).
+	in      io.Reader // raw, then the TLS connection after AUTH TLS
+	rest    []byte    // read but not yet handed over; nil when empty
+	pending []byte    // the part of a handed-over line the caller had no room for
 	state   ctlState
 
 	mu      sync.Mutex // serialises writes and guards the fields below
@@ -67,7 +78,7 @@ func newCtlConn(raw net.Conn, sess *session) *ctlConn {
 	return &ctlConn{
 		raw:    raw,
 		sess:   sess,
-		rd:     bufio.NewReaderSize(raw, ctlLineMax),
+		in:     raw,
 		cur:    raw,
 		closed: make(chan struct{}),
 		state:  ctlState{hash: "SHA-256"},
@@ -79,27 +90,112 @@ func newCtlConn(raw net.Conn, sess *session) *ctlConn {
 const ctlLineMax = 4096
 
 func (c *ctlConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for len(c.pending) == 0 {
-		line, err := c.rd.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) || (err != nil && len(line) > 0) {
-			c.pending = append(c.pending[:0], line...)
-			break
-		}
-		if err != nil {
+		line, err := c.nextLine(p)
+		if err != nil && !errors.Is(err, errLineTooLong) && len(line) == 0 {
 			c.awaitUpload(err)
 			return 0, err
 		}
-		handled, err := c.intercept(line)
-		if err != nil {
-			return 0, err
+		// With an error, line is too long or the end of a stream that
+		// stopped within a line: ftpserverlib gets it as it is (and the
+		// error on its next read).
+		if err == nil {
+			handled, err := c.intercept(line)
+			if err != nil {
+				return 0, err
+			}
+			if handled {
+				continue
+			}
 		}
-		if !handled {
-			c.pending = append(c.pending[:0], line...)
+		// line is either p's start (copied onto itself) or kept bytes.
+		n := copy(p, line)
+		if n < len(line) {
+			c.pending = line[n:]
 		}
+		return n, nil
 	}
 	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
+	if c.pending = c.pending[n:]; len(c.pending) == 0 {
+		c.pending = nil
+	}
 	return n, nil
+}
+
+// errLineTooLong comes with the first ctlLineMax bytes of a longer line,
+// passed on unterminated: ftpserverlib then disconnects.
+var errLineTooLong = errors.New("command line too long")
+
+// maxEmptyReads bounds reads returning neither data nor error in a row, as
+// bufio does.
+const maxEmptyReads = 100
+
+// nextLine returns the next line, '\n' included; or errLineTooLong and a
+// line's first ctlLineMax bytes; or what came of a line and the error that
+// ended the stream. The line is in p or in bytes kept from an earlier read.
+func (c *ctlConn) nextLine(p []byte) ([]byte, error) {
+	for empty := 0; ; {
+		if line, ok, err := c.takeLine(); ok {
+			return line, err
+		}
+		var n int
+		var err error
+		if len(c.rest) == 0 {
+			// Nothing kept (a session waiting for its next command):
+			// read into the caller's buffer.
+			buf := p[:min(len(p), ctlLineMax)]
+			n, err = c.in.Read(buf)
+			if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+				if i+1 < n {
+					c.rest = bytes.Clone(buf[i+1 : n])
+				}
+				return buf[:i+1], nil
+			}
+			if err != nil {
+				return buf[:n], err
+			}
+			if n > 0 {
+				c.rest = bytes.Clone(buf[:n])
+			}
+		} else {
+			// Part of a line is kept: read the rest of it onto it.
+			buf := p[:min(len(p), ctlLineMax-len(c.rest))]
+			n, err = c.in.Read(buf)
+			c.rest = append(c.rest, buf[:n]...)
+			if err != nil && bytes.IndexByte(c.rest, '\n') < 0 {
+				line := c.rest
+				c.rest = nil
+				return line, err
+			}
+		}
+		if n > 0 {
+			empty = 0
+		} else if empty++; empty >= maxEmptyReads {
+			return nil, io.ErrNoProgress
+		}
+	}
+}
+
+// takeLine takes the first line out of rest, if it holds a whole one or
+// ctlLineMax bytes without one.
+func (c *ctlConn) takeLine() ([]byte, bool, error) {
+	window := c.rest[:min(len(c.rest), ctlLineMax)]
+	var line []byte
+	var err error
+	if i := bytes.IndexByte(window, '\n'); i >= 0 {
+		line = window[:i+1]
+	} else if len(window) == ctlLineMax {
+		line, err = window, errLineTooLong
+	} else {
+		return nil, false, nil
+	}
+	if c.rest = c.rest[len(line):]; len(c.rest) == 0 {
+		c.rest = nil
+	}
+	return line, true, err
 }
 
 // awaitUpload holds back the end of the control stream while an upload is
@@ -198,7 +294,7 @@ func (c *ctlConn) reply(code int, first string, more ...string) error {
 
 // startTLS runs the handshake that follows a 234 reply.
 func (c *ctlConn) startTLS() error {
-	if c.rd.Buffered() > 0 {
+	if len(c.rest) > 0 {
 		// Commands pipelined behind AUTH TLS in clear text could be
 		// injected by anyone on the path (CVE-2011-0411); refuse them.
 		return errors.New("clear-text data after AUTH TLS")
@@ -217,7 +313,7 @@ func (c *ctlConn) startTLS() error {
 	c.mu.Lock()
 	c.cur = tc
 	c.mu.Unlock()
-	c.rd.Reset(tc)
+	c.in = tc
 	c.sess.ctlTLS.Store(true)
 	return nil
 }

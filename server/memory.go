@@ -24,7 +24,7 @@ const (
 	// releaseCheck is how often the session count is looked at.
 	releaseCheck = 5 * time.Second
 	// releaseMinDrop is the smallest fall in sessions worth a forced GC
-	// (about 4 MiB of session memory at ~45 KiB each).
+	// (about 3.5 MiB of session memory at ~36 KiB each).
 	releaseMinDrop = 100
 )
 

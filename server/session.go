@@ -309,12 +309,13 @@ func (sess *session) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 }
 
 // GetTLSConfig returns the session's own configs (see newBinding): the
-// control one for AUTH TLS, the data one once the control connection is TLS.
+// control one for AUTH TLS, a new data one once the control connection is
+// TLS (ftpsd asks for one per data connection, conns.go).
 func (sess *session) GetTLSConfig() (*tls.Config, error) {
 	// ftpsd terminates TLS itself (control.go), so ftpserverlib's view of
 	// the control channel is not the one to ask.
 	if sess.ctlTLS.Load() {
-		return &sess.bind.data, nil
+		return sess.bind.dataConfig(), nil
 	}
 	return &sess.bind.control, nil
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ftpsd/ftpsd/config"
 )
@@ -89,13 +90,13 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 				t.Fatalf("control handshake: %v", err)
 			}
 			// A full handshake on the data connection is refused.
-			if _, err, hello := handshake(t, clientConf(v), &own.data); !errors.Is(err, errReuseRequired) {
+			if _, err, hello := handshake(t, clientConf(v), own.dataConfig()); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("full data handshake: %v, want refusal", err)
 			} else if _, ok, err := own.resumesOwn(helloConn(hello), s.tickets, time.Second); ok || err != nil {
 				t.Fatalf("ClientHello check of a full handshake: %v %v", ok, err)
 			}
 			// Resuming its own control session passes, before and in the handshake.
-			cs, err, hello := handshake(t, client, &own.data)
+			cs, err, hello := handshake(t, client, own.dataConfig())
 			if err != nil || !cs.DidResume {
 				t.Fatalf("resumed data handshake: %v (resumed %v)", err, cs.DidResume)
 			}
@@ -107,12 +108,12 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 			if _, ok, _ := other.resumesOwn(helloConn(hello), s.tickets, time.Second); ok {
 				t.Fatal("another session's ClientHello check accepted the ticket")
 			}
-			if _, err, _ := handshake(t, client, &other.data); !errors.Is(err, errReuseRequired) {
+			if _, err, _ := handshake(t, client, other.dataConfig()); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("another session's ticket: %v, want refusal", err)
 			}
 			// Opting out lets a full handshake through.
 			other.login("bob", false)
-			if _, err, _ := handshake(t, clientConf(v), &other.data); err != nil {
+			if _, err, _ := handshake(t, clientConf(v), other.dataConfig()); err != nil {
 				t.Fatalf("full handshake with reuse off: %v", err)
 			}
 			if !strings.Contains(reuseRefusal("alice").Error(), `require_session_reuse = false for user "alice"`) {
@@ -281,7 +282,7 @@ func TestBindingKeepsBase(t *testing.T) {
 		if !f.IsExported() || base.Field(i).IsZero() {
 			continue
 		}
-		for name, c := range map[string]*tls.Config{"control": &b.control, "data": &b.data} {
+		for name, c := range map[string]*tls.Config{"control": &b.control, "data": b.dataConfig()} {
 			got, want := reflect.ValueOf(c).Elem().Field(i), base.Field(i)
 			same := reflect.DeepEqual(got.Interface(), want.Interface())
 			if want.Kind() == reflect.Func {
@@ -292,8 +293,20 @@ func TestBindingKeepsBase(t *testing.T) {
 			}
 		}
 	}
-	if b.control.WrapSession == nil || b.control.UnwrapSession == nil || b.data.WrapSession == nil ||
-		b.data.UnwrapSession == nil || b.data.VerifyConnection == nil {
+	data := b.dataConfig()
+	if b.control.WrapSession == nil || b.control.UnwrapSession == nil || data.WrapSession == nil ||
+		data.UnwrapSession == nil || data.VerifyConnection == nil {
 		t.Error("a binding callback is missing")
+	}
+}
+
+// An idle session's binding holds one tls.Config, its control one: data
+// configs are made per data connection. (Two configs per binding were
+// 1 KiB per idle session.)
+func TestBindingHoldsOneConfig(t *testing.T) {
+	size, one := unsafe.Sizeof(binding{}), unsafe.Sizeof(tls.Config{})
+	t.Logf("binding: %d bytes, tls.Config: %d", size, one)
+	if size >= 2*one {
+		t.Errorf("a binding is %d bytes, a tls.Config %d: it holds more than the control config", size, one)
 	}
 }

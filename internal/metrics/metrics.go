@@ -69,7 +69,13 @@ func New() *Metrics {
 		m.tlsFailures.WithLabelValues(c)
 	}
 	m.reg.MustRegister(m.logins, m.transfers, m.bytes, m.tlsFailures, m.pinholesOpen, m.pinholeLatency,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The runtime's memory classes (go_memory_classes_*) beside the
+		// default Go metrics: after a burst of sessions they tell what
+		// the process keeps (free pages not yet returned, span and GC
+		// metadata, goroutine descriptors in heap objects) from what it
+		// still uses.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsMemory)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -75,6 +75,22 @@ func TestNilMetricsCountsNothing(t *testing.T) {
 }
 
 // gather reads one metric: a gauge's or counter's value or a histogram's sample count.
+// The runtime's memory classes are on the endpoint (bench/README.md,
+// "Findings", reads them to tell what stays after a burst of sessions).
+func TestMemoryClasses(t *testing.T) {
+	m := New()
+	for _, name := range []string{"go_memory_classes_heap_released_bytes", "go_memory_classes_heap_free_bytes",
+		"go_memory_classes_metadata_mspan_free_bytes", "go_memory_classes_metadata_other_bytes", "go_memory_classes_other_bytes"} {
+		gather(t, m, name) // fails if absent
+	}
+	if gather(t, m, "go_memory_classes_heap_objects_bytes") <= 0 {
+		t.Error("go_memory_classes_heap_objects_bytes is 0")
+	}
+	if gather(t, m, "go_goroutines") < 1 {
+		t.Error("the default Go metrics are gone")
+	}
+}
+
 func gather(t *testing.T, m *Metrics, name string) float64 {
 	t.Helper()
 	mfs, err := m.reg.Gather()
