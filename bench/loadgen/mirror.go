@@ -35,6 +35,7 @@ func cmdMirror(args []string) error {
 	test := fs.String("test", "", "test name in the results (default mirror-DIR-PARALLEL)")
 	caFile := fs.String("cafile", "", "lftp ssl:ca-file (default: the system bundle, which lftp parses for every data connection)")
 	keep := fs.Bool("keep", false, "leave the copy (down) or the uploaded tree (up) in place; the caller removes it later")
+	pair := fs.Int("pair", 0, "pair number in the results: the report divides ftpsd's files/s by vsftpd's of the same run and pair")
 	if err := parse(fs, args, cm, t, true); err != nil {
 		return err
 	}
@@ -124,6 +125,7 @@ func cmdMirror(args []string) error {
 		"parallel":         float64(*parallel),
 		"bytes_per_s_mb":   float64(gotBytes) / secs / 1e6,
 		"server_cpu_s_all": float64(cpu) / 1e6,
+		"pair":             float64(*pair),
 	}})
 }
 
