@@ -116,7 +116,7 @@ func cmdMirror(args []string) error {
 	if *test == "" {
 		*test = fmt.Sprintf("mirror-%s-%d", *dir, *parallel)
 	}
-	return emit(cm.out, Result{Test: *test, Server: cm.server, Run: cm.run, Values: map[string]float64{
+	values := map[string]float64{
 		"files":            n,
 		"bytes":            float64(wantBytes),
 		"seconds":          secs,
@@ -125,8 +125,11 @@ func cmdMirror(args []string) error {
 		"parallel":         float64(*parallel),
 		"bytes_per_s_mb":   float64(gotBytes) / secs / 1e6,
 		"server_cpu_s_all": float64(cpu) / 1e6,
-		"pair":             float64(*pair),
-	}})
+	}
+	if *pair > 0 {
+		values["pair"] = float64(*pair)
+	}
+	return emit(cm.out, Result{Test: *test, Server: cm.server, Run: cm.run, Values: values})
 }
 
 // tree lists the regular files under dir (relative name -> size).

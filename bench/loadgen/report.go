@@ -147,16 +147,7 @@ func cmdReport(args []string) error {
 		}
 		met := ""
 		if m.target != nil {
-			switch {
-			case *noJudge:
-				met = "not judged"
-			case len(vRuns) == 0 || len(fRuns) == 0:
-				met = "not measured"
-			case m.target(vm, fm):
-				met = "**met**"
-			default:
-				met = "**not met**"
-			}
+			met = verdict(*noJudge, len(vRuns) > 0 && len(fRuns) > 0, func() bool { return m.target(vm, fm) })
 		}
 		ratio := fmtNum(fm/vm) + " " + runList(ratios)
 		if vm == 0 || fm == 0 {
@@ -282,15 +273,7 @@ func pairedRow(m metric, rs []Result, noJudge bool) string {
 		runMedians = append(runMedians, median(byRun[run]))
 	}
 	ratio := median(all)
-	met := "not measured"
-	switch {
-	case noJudge:
-		met = "not judged"
-	case len(all) > 0 && m.target(1, ratio):
-		met = "**met**"
-	case len(all) > 0:
-		met = "**not met**"
-	}
+	met := verdict(noJudge, len(all) > 0, func() bool { return m.target(1, ratio) })
 	cell := fmtNum(ratio)
 	if l := runList(runMedians); l != "" {
 		cell += " " + l
@@ -298,6 +281,19 @@ func pairedRow(m metric, rs []Result, noJudge bool) string {
 	return fmt.Sprintf("| %s | %s | %s | %s, %d pairs | %s | %s |\n", m.label,
 		fmtNum(median(values(rs, m.test, vs, m.key))), fmtNum(median(values(rs, m.test, fd, m.key))),
 		cell, len(all), m.targetText, met)
+}
+
+// verdict is a target's cell in the table.
+func verdict(noJudge, measured bool, met func() bool) string {
+	switch {
+	case noJudge:
+		return "not judged"
+	case !measured:
+		return "not measured"
+	case met():
+		return "**met**"
+	}
+	return "**not met**"
 }
 
 func readResults(path string) ([]Result, error) {

@@ -292,10 +292,10 @@ func TestKilledUploadKeepsPreviousFile(t *testing.T) {
 	}
 }
 
-// cutUpload starts an upload of name as alice, sends payload, and cuts the
-// data connection's TCP stream without TLS close_notify; the reply must be
-// an error.
-func cutUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
+// sendUpload starts an upload of name as alice and sends payload; it
+// returns the control client and the data connection's TCP socket (under
+// its TLS), for a test to end the upload abnormally.
+func sendUpload(t *testing.T, s *ftpsd, name string, payload []byte) (*ftpclient.Client, *net.TCPConn) {
 	t.Helper()
 	c := s.client(cliA4, srvIP4, "alice")
 	data, err := c.Begin("STOR " + name)
@@ -305,7 +305,21 @@ func cutUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
 	if _, err := data.Write(payload); err != nil {
 		t.Fatal(err)
 	}
-	data.(interface{ NetConn() net.Conn }).NetConn().Close()
+	return c, underTLS(data)
+}
+
+// underTLS is the TCP socket under a TLS connection.
+func underTLS(c net.Conn) *net.TCPConn {
+	return c.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+}
+
+// cutUpload starts an upload of name as alice, sends payload, and cuts the
+// data connection's TCP stream without TLS close_notify; the reply must be
+// an error.
+func cutUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
+	t.Helper()
+	c, data := sendUpload(t, s, name, payload)
+	data.Close()
 	if rep, _ := c.Read(); rep.Code < 400 {
 		t.Errorf("cut-off upload answered %v, want an error", rep)
 	}
@@ -315,14 +329,9 @@ func cutUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
 // as a killed client does: control and data connections both reset.
 func resetUpload(t *testing.T, s *ftpsd, name string, payload []byte) {
 	t.Helper()
-	c := s.client(cliA4, srvIP4, "alice")
-	data, err := c.Begin("STOR " + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data.Write(payload)
-	for _, conn := range []net.Conn{data.(interface{ NetConn() net.Conn }).NetConn(), c.Conn().(interface{ NetConn() net.Conn }).NetConn()} {
-		conn.(*net.TCPConn).SetLinger(0)
+	c, data := sendUpload(t, s, name, payload)
+	for _, conn := range []*net.TCPConn{data, underTLS(c.Conn())} {
+		conn.SetLinger(0)
 		conn.Close()
 	}
 }
@@ -553,7 +562,7 @@ func TestUploadThenClientVanishes(t *testing.T) {
 			t.Fatal(err)
 		}
 		data.Close() // close_notify
-		ctl := c.Conn().(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+		ctl := underTLS(c.Conn())
 		ctl.SetLinger(0)
 		ctl.Close()
 	}

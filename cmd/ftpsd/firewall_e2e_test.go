@@ -188,7 +188,7 @@ func TestNothingLeftBehind(t *testing.T) {
 				var data net.Conn
 				if data, err = c.Begin("RETR mixed.bin"); err == nil {
 					data.Read(make([]byte, 1))
-					nc := data.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn)
+					nc := underTLS(data)
 					nc.SetLinger(0)
 					nc.Close()
 					c.Read()

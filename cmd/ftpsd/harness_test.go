@@ -230,40 +230,55 @@ func (s *ftpsd) start(args ...string) {
 	}
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+	port := s.ctl
+	if port == 0 {
+		port = ctlPort
 	}
-	s.done = make(chan struct{})
-	go func() { s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-		if t.Failed() {
-			t.Logf("ftpsd log:\n%s", s.log.String())
-		}
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		select {
-		case <-s.done:
-			t.Fatalf("ftpsd exited at start: %v\n%s", s.cmd.ProcessState, s.log.String())
-		default:
-		}
-		port := s.ctl
-		if port == 0 {
-			port = ctlPort
-		}
-		host := srvIP4
-		if s.host != "" && s.host != "[::]" {
-			host = s.host
-		}
+	host := srvIP4
+	if s.host != "" && s.host != "[::]" {
+		host = s.host
+	}
+	s.done = runDaemon(t, "ftpsd", s.cmd, s.log, 15*time.Second, func() error {
 		c, err := s.dial(srvIP4, 200*time.Millisecond)("tcp", net.JoinHostPort(host, fmt.Sprint(port)))
 		if err == nil {
 			c.Close()
-			return
+		}
+		return err
+	})
+}
+
+// runDaemon starts cmd, a server inside a test namespace, and waits until
+// ready returns nil (polled every 50 ms), failing the test if the process
+// exits first or within passes. The process is killed when the test ends,
+// and log (its output) is shown if the test failed. The channel is closed
+// once the process has exited.
+func runDaemon(t *testing.T, name string, cmd *exec.Cmd, log *syncBuffer, within time.Duration, ready func() error) chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, log.String())
+		}
+	})
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case <-done:
+			t.Fatalf("%s exited at start: %v\n%s", name, cmd.ProcessState, log.String())
+		default:
+		}
+		err := ready()
+		if err == nil {
+			return done
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ftpsd did not accept within 15s: %v\n%s", err, s.log.String())
+			t.Fatalf("%s not ready within %v: %v\n%s", name, within, err, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

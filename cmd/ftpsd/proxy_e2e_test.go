@@ -66,9 +66,7 @@ type cluster struct {
 	lb       string // HAProxy's explicit FTPS frontend, host:port
 	lbImp    string // its implicit FTPS frontend
 	roots    map[string]string
-	haproxy  *exec.Cmd
 	haLog    *syncBuffer
-	haDone   chan struct{}
 	xferlogs []string // each node's xferlog
 }
 
@@ -151,38 +149,17 @@ frontend implicit
 		t.Fatal(err)
 	}
 	c.haLog = &syncBuffer{}
-	c.haproxy = c.ns.Command("haproxy", "-db", "-f", cfg)
-	c.haproxy.Stdout, c.haproxy.Stderr = c.haLog, c.haLog
-	if err := c.haproxy.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c.haDone = make(chan struct{})
-	go func() { c.haproxy.Wait(); close(c.haDone) }()
-	t.Cleanup(func() {
-		c.haproxy.Process.Kill()
-		<-c.haDone
-		if t.Failed() {
-			t.Logf("haproxy output:\n%s", c.haLog.String())
-		}
-	})
+	haproxy := c.ns.Command("haproxy", "-db", "-f", cfg)
+	haproxy.Stdout, haproxy.Stderr = c.haLog, c.haLog
 	// Ready once both frontends are bound (checked with ss, so that no
 	// connection reaches a node before the tests count what the nodes log).
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-c.haDone:
-			t.Fatalf("haproxy exited: %v\n%s", c.haproxy.ProcessState, c.haLog.String())
-		default:
-		}
+	runDaemon(t, "haproxy", haproxy, c.haLog, 20*time.Second, func() error {
 		out, _ := c.ns.Command("ss", "-Hltn").CombinedOutput()
 		if strings.Contains(string(out), c.lb) && strings.Contains(string(out), c.lbImp) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("haproxy did not listen within 20s\n%s\n%s", out, c.haLog.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("frontends %s and %s not listening:\n%s", c.lb, c.lbImp, out)
+	})
 }
 
 // client logs in as user through the balancer from source src, over
