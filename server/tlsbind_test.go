@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
+	"weak"
 
 	"github.com/ftpsd/ftpsd/config"
 )
@@ -309,4 +311,19 @@ func TestBindingHoldsOneConfig(t *testing.T) {
 	if size >= 2*one {
 		t.Errorf("a binding is %d bytes, a tls.Config %d: it holds more than the control config", size, one)
 	}
+	// Nor does it keep one by reference: once a data connection is done
+	// with its config, the config is garbage while the session lives on.
+	b, err := tlsServer(t).newBinding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := weak.Make(b.dataConfig())
+	if b.dataConfig() == data.Value() {
+		t.Error("two data connections share one config: the binding keeps it")
+	}
+	runtime.GC()
+	if data.Value() != nil {
+		t.Error("a data connection's config outlived the connection: the binding keeps it")
+	}
+	runtime.KeepAlive(b)
 }
