@@ -92,10 +92,17 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 				t.Fatalf("control handshake: %v", err)
 			}
 			// A full handshake on the data connection is refused.
-			if _, err, hello := handshake(t, clientConf(v), own.dataConfig()); !errors.Is(err, errReuseRequired) {
+			refused := clientConf(v)
+			if _, err, hello := handshake(t, refused, own.dataConfig()); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("full data handshake: %v, want refusal", err)
 			} else if _, ok, err := own.resumesOwn(helloConn(hello), s.tickets, time.Second); ok || err != nil {
 				t.Fatalf("ClientHello check of a full handshake: %v %v", ok, err)
+			}
+			// Also the next time: TLS 1.3 sends its tickets before the
+			// refusal, and the refused client must not have carried
+			// away one that resumes this session.
+			if _, err, _ := handshake(t, refused, own.dataConfig()); !errors.Is(err, errReuseRequired) {
+				t.Fatalf("data handshake after a refused one: %v, want refusal", err)
 			}
 			// Resuming its own control session passes, before and in the handshake.
 			cs, err, hello := handshake(t, client, own.dataConfig())
