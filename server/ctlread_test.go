@@ -137,7 +137,7 @@ func TestIdleControlHoldsNoReadBuffer(t *testing.T) {
 		}(pairs[i].cli)
 		for _, want := range []string{"NOOP", "NOOP", "NOOP " + long} {
 			if got := pairs[i].next(t); got != want {
-				t.Fatalf("conn %d: %q", i, got)
+				t.Fatalf("conn %d: %.40q", i, got)
 			}
 		}
 	}
