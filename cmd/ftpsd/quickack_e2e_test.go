@@ -67,10 +67,11 @@ func TestControlRepliesCarryTheACK(t *testing.T) {
 		}
 	}
 	// A reply slower than the kernel's delayed-ACK timer (40 ms, a loaded
-	// machine) still gets a pure ACK first; a quick ACK gives one every time.
+	// machine) still gets a pure ACK first; a quick ACK gives one every
+	// time. Hence the wide margin: only "every time" is a failure.
 	n := pureACKs() - before
 	t.Logf("past young: %d pure ACKs for %d commands", n, commands)
-	if n > commands/5 {
+	if n > commands/2 {
 		t.Fatalf("the server sent %d pure ACKs for %d commands: replies do not carry the ACK", n, commands)
 	}
 }
