@@ -103,8 +103,12 @@ func TestControlLines(t *testing.T) {
 		t.Fatalf("after the last line: %q", got)
 	}
 
+	// A client that never ends its line: the first ctlLineMax bytes are
+	// passed on without waiting for more (the caller's own buffer would
+	// call any longer line too long, so only a line left open shows that
+	// ftpsd does not keep reading, and holding, until a newline).
 	p = newCtlPair(t)
-	go p.cli.Write([]byte("NOOP " + strings.Repeat("x", ctlLineMax) + "\r\n"))
+	go p.cli.Write([]byte("NOOP " + strings.Repeat("x", 2*ctlLineMax)))
 	if got := p.next(t); got != "TOO LONG" {
 		t.Fatalf("overlong line: %q", got)
 	}
@@ -119,13 +123,22 @@ func TestControlLines(t *testing.T) {
 func TestIdleControlHoldsNoReadBuffer(t *testing.T) {
 	const n = 500
 	pairs := make([]*ctlPair, n)
+	long := strings.Repeat("x", ctlLineMax-200)
 	before := liveHeap()
 	for i := range pairs {
 		pairs[i] = newCtlPair(t)
-		// A command first, so that any buffer the read path keeps exists.
-		pairs[i].cli.Write([]byte("NOOP\r\n"))
-		if got := pairs[i].next(t); got != "NOOP" {
-			t.Fatalf("conn %d: %q", i, got)
+		// Commands first, so that any buffer the read path keeps exists:
+		// two pipelined ones, then a long one that arrives in two reads
+		// (kept bytes grown to most of ctlLineMax).
+		go func(cli net.Conn) { // net.Pipe: a write waits for its reads
+			cli.Write([]byte("NOOP\r\nNOOP\r\n"))
+			cli.Write([]byte("NOOP " + long[:len(long)/2]))
+			cli.Write([]byte(long[len(long)/2:] + "\r\n"))
+		}(pairs[i].cli)
+		for _, want := range []string{"NOOP", "NOOP", "NOOP " + long} {
+			if got := pairs[i].next(t); got != want {
+				t.Fatalf("conn %d: %.40q", i, got)
+			}
 		}
 	}
 	per := (liveHeap() - before) / n

@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
+	"weak"
 
 	"github.com/ftpsd/ftpsd/config"
 )
@@ -90,10 +92,17 @@ func TestDataMustResumeOwnControlSession(t *testing.T) {
 				t.Fatalf("control handshake: %v", err)
 			}
 			// A full handshake on the data connection is refused.
-			if _, err, hello := handshake(t, clientConf(v), own.dataConfig()); !errors.Is(err, errReuseRequired) {
+			refused := clientConf(v)
+			if _, err, hello := handshake(t, refused, own.dataConfig()); !errors.Is(err, errReuseRequired) {
 				t.Fatalf("full data handshake: %v, want refusal", err)
 			} else if _, ok, err := own.resumesOwn(helloConn(hello), s.tickets, time.Second); ok || err != nil {
 				t.Fatalf("ClientHello check of a full handshake: %v %v", ok, err)
+			}
+			// Also the next time: TLS 1.3 sends its tickets before the
+			// refusal, and the refused client must not have carried
+			// away one that resumes this session.
+			if _, err, _ := handshake(t, refused, own.dataConfig()); !errors.Is(err, errReuseRequired) {
+				t.Fatalf("data handshake after a refused one: %v, want refusal", err)
 			}
 			// Resuming its own control session passes, before and in the handshake.
 			cs, err, hello := handshake(t, client, own.dataConfig())
@@ -309,4 +318,19 @@ func TestBindingHoldsOneConfig(t *testing.T) {
 	if size >= 2*one {
 		t.Errorf("a binding is %d bytes, a tls.Config %d: it holds more than the control config", size, one)
 	}
+	// Nor does it keep one by reference: once a data connection is done
+	// with its config, the config is garbage while the session lives on.
+	b, err := tlsServer(t).newBinding()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := weak.Make(b.dataConfig())
+	if b.dataConfig() == data.Value() {
+		t.Error("two data connections share one config: the binding keeps it")
+	}
+	runtime.GC()
+	if data.Value() != nil {
+		t.Error("a data connection's config outlived the connection: the binding keeps it")
+	}
+	runtime.KeepAlive(b)
 }
