@@ -25,11 +25,7 @@ func TestBuiltInDefault(t *testing.T) {
 	ns := newNS(t)
 	s := &ftpsd{t: t, ns: ns, dir: t.TempDir()}
 	s.start("serve")
-	m := passwordRE.FindStringSubmatch(s.stdout.String())
-	if m == nil {
-		t.Fatalf("no generated password on stdout: %q", s.stdout.String())
-	}
-	pass := m[1]
+	pass := s.generatedPassword()
 	if strings.Contains(s.log.String(), pass) {
 		t.Fatal("the generated password is in the log")
 	}
@@ -55,8 +51,24 @@ func TestBuiltInDefault(t *testing.T) {
 	if !bytes.Equal(cert, again) {
 		t.Error("certificate regenerated on restart")
 	}
-	if m2 := passwordRE.FindStringSubmatch(s.stdout.String()); m2 == nil || m2[1] == pass {
-		t.Errorf("restart password: %v", m2)
+	if again := s.generatedPassword(); again == pass {
+		t.Errorf("restart kept the password %q", again)
+	}
+}
+
+// generatedPassword waits for the password ftpsd prints on standard output
+// once it serves (just after it starts accepting).
+func (s *ftpsd) generatedPassword() string {
+	s.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := passwordRE.FindStringSubmatch(s.stdout.String()); m != nil {
+			return m[1]
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no generated password on stdout: %q", s.stdout.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
